@@ -1,0 +1,344 @@
+"""Seeded linear sketches of flattened parameter vectors (METHODS.md §3).
+
+A sketch maps the selected parameters θ ∈ R^P to y = S θ ∈ R^d. Every family here is
+
+- **exactly linear**: the sketch of an update is the difference of the sketches of the two
+  states, so a monitor keeps d numbers per sample and never a copy of θ;
+- **split-invariant**: entry S[a, (name, i)] depends only on (seed, parameter name, global
+  flat index i), so the sketch of a tensor is the sum of its chunks' or shards' sketches
+  (up to floating-point summation order);
+- **reproducible**: a pure function of the seed (see :mod:`.rng`), never of a global RNG.
+
+Usage is accumulate-then-finish, so work is shared across all tensors of a sample::
+
+    acc = sk.new_accumulator()
+    for name, t in named_tensors:
+        sk.add(acc, name, t)            # or add(acc, name, shard, offset=start_of_shard)
+    y = sk.finish(acc)                  # (d,) float64
+
+Families
+--------
+``exact``
+    No projection: y is θ itself (float64). For small models; everything is exact.
+``fold`` (default)
+    Two stages. (1) Fold: cut each tensor's flat index into chunks of B (a prime) and add
+    every chunk, times a seeded ±1 per (name, chunk), into B float64 buckets. That is one
+    GEMV per tensor, ``z += sᵀ X`` with X the (chunks, B) view of the tensor: a single
+    streaming read. (2) Project: ``y = Gᵀ z`` with a fixed seeded Gaussian G (B, d),
+    N(0, 1/d). Overall S = Gᵀ F is a JL-type map with E[SᵀS] = I. B prime keeps chunks
+    from lining up with the rows of weight matrices (a power-of-two B would fold every row of
+    a 512-wide matrix onto the same buckets and lose the random mixing).
+``gaussian``
+    Dense Gaussian JL, entries N(0, 1/d) generated on the fly from (seed, name, index). The
+    accuracy reference; O(P·d) work per sample (the authors' method).
+``countsketch``
+    Classic CountSketch: each entry goes to one seeded bucket of d with a seeded sign.
+
+Precision
+---------
+States are large compared with updates (‖θ‖/‖δ‖ up to 1e4), and ``S(θ_t) − S(θ_{t−1})``
+cancels that many digits. float32 accumulation then leaves ~1e-3..1e-1 relative error in
+the update's sketch; float64 accumulation leaves ~1e-12 (``tests/test_sketch.py`` measures
+both). So accumulators are float64 by default; inputs stay in their own dtype and are
+upcast block by block in cache.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from . import rng
+
+SKETCH_FAMILIES: tuple[str, ...] = ("exact", "fold", "gaussian", "countsketch")
+DEFAULT_FAMILY = "fold"
+DEFAULT_FOLD_BUCKETS = 16381  # prime
+
+
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    if n % 2 == 0:
+        return n == 2
+    r = int(math.isqrt(n))
+    return all(n % f for f in range(3, r + 1, 2))
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name == "float64":
+        return torch.float64
+    if name == "float32":
+        return torch.float32
+    raise ConfigError(f"accumulation dtype must be 'float64' or 'float32', got {name!r}")
+
+
+class Sketch(ABC):
+    """A seeded linear map from named parameter tensors to R^dim (see module docs)."""
+
+    family: ClassVar[str]
+
+    def __init__(self, dim: int, seed: int = 0, accum_dtype: str = "float64"):
+        if int(dim) < 1:
+            raise ConfigError(f"sketch dimension must be ≥ 1, got {dim}")
+        self.dim = int(dim)
+        self.seed = int(seed)
+        self.accum_dtype = accum_dtype
+        self._acc_dtype = _dtype(accum_dtype)
+
+    @property
+    def acc_size(self) -> int:
+        """Length of the accumulator vector (d, or B for ``fold``)."""
+        return self.dim
+
+    def new_accumulator(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """A zero accumulator, shape (acc_size,), in the accumulation dtype."""
+        return torch.zeros(self.acc_size, dtype=self._acc_dtype, device=device)
+
+    @abstractmethod
+    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
+        """``acc += S_name · values`` where ``values`` are the flat entries
+        ``[offset, offset + values.numel())`` of tensor ``name``. Any shape; read in place."""
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        """The sketch y (dim,) float64 from a filled accumulator."""
+        return acc.to(torch.float64)
+
+    def __call__(self, named_tensors: Mapping[str, torch.Tensor] | Any) -> torch.Tensor:
+        """Sketch a whole mapping (or iterable of pairs) of tensors at once: y (dim,)."""
+        items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
+        acc = None
+        for name, t in items:
+            if acc is None:
+                acc = self.new_accumulator(t.device)
+            self.add(acc, name, t)
+        if acc is None:
+            acc = self.new_accumulator()
+        return self.finish(acc)
+
+    def config(self) -> dict[str, Any]:
+        """Everything that defines the map (family, dim, seed, family options)."""
+        return {"family": self.family, "dim": self.dim, "seed": self.seed}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.config().items() if k != "family")
+        return f"{type(self).__name__}({opts})"
+
+    @staticmethod
+    def _flat(values: torch.Tensor) -> torch.Tensor:
+        if values.is_sparse:
+            raise ConfigError("sparse tensors are not supported; densify them first")
+        if values.is_complex():
+            raise ConfigError("complex tensors are not supported")
+        return values.detach().reshape(-1)
+
+
+class ExactSketch(Sketch):
+    """No projection: y = θ in float64, laid out by ``layout`` (name → numel, in order)."""
+
+    family = "exact"
+
+    def __init__(self, layout: Mapping[str, int], seed: int = 0, accum_dtype: str = "float64"):
+        starts: dict[str, tuple[int, int]] = {}
+        pos = 0
+        for name, numel in layout.items():
+            starts[name] = (pos, int(numel))
+            pos += int(numel)
+        if pos == 0:
+            raise ConfigError("exact sketch: the parameter selection is empty")
+        super().__init__(pos, seed, accum_dtype)
+        self._starts = starts
+
+    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
+        try:
+            start, numel = self._starts[name]
+        except KeyError:
+            raise ConfigError(f"exact sketch: tensor {name!r} is not in the layout") from None
+        flat = self._flat(values)
+        if offset < 0 or offset + flat.numel() > numel:
+            raise ConfigError(
+                f"exact sketch: {name!r} entries [{offset}, {offset + flat.numel()}) fall "
+                f"outside its {numel} elements"
+            )
+        acc[start + offset : start + offset + flat.numel()] += flat.to(acc.dtype)
+
+    def config(self) -> dict[str, Any]:
+        return {"family": self.family, "dim": self.dim, "seed": self.seed}
+
+
+class FoldSketch(Sketch):
+    """Chunk-signed fold into B prime buckets, then a seeded Gaussian B → d (see module docs).
+
+    Cost per sample: one read of every tensor plus a (chunks×B) float64 GEMV done in
+    cache-sized blocks; the B×d projection (13 MB at B = 16381, d = 100) is built once.
+    """
+
+    family = "fold"
+
+    def __init__(
+        self,
+        dim: int = 100,
+        seed: int = 0,
+        buckets: int = DEFAULT_FOLD_BUCKETS,
+        accum_dtype: str = "float64",
+        block_elems: int = 1 << 20,
+    ):
+        super().__init__(dim, seed, accum_dtype)
+        if int(buckets) < 2:
+            raise ConfigError(f"fold sketch: buckets must be ≥ 2, got {buckets}")
+        self.buckets = int(buckets)
+        self.block_rows = max(1, int(block_elems) // self.buckets)
+        self._proj: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    @property
+    def acc_size(self) -> int:
+        return self.buckets
+
+    def projection(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The fixed Gaussian G, shape (B, d), entries N(0, 1/d); cached per device."""
+        dev = torch.device(device)
+        key = (str(dev), self._acc_dtype)
+        if key not in self._proj:
+            k = rng.stable_key(self.seed, "fold-proj", self.buckets, self.dim)
+            g = rng.normals(k, 0, self.buckets * self.dim).reshape(self.buckets, self.dim)
+            g /= math.sqrt(self.dim)
+            self._proj[key] = torch.from_numpy(g).to(device=dev, dtype=self._acc_dtype)
+        return self._proj[key]
+
+    def chunk_signs(self, name: str, first: int, count: int) -> np.ndarray:
+        """The ±1 of chunks [first, first+count) of tensor ``name``: shape (count,)."""
+        return rng.signs(rng.stable_key(self.seed, "fold-sign", name), first, count)
+
+    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
+        flat = self._flat(values)
+        n = flat.numel()
+        if n == 0:
+            return
+        B = self.buckets
+        i0, i1 = int(offset), int(offset) + n
+        c0, c1 = i0 // B, (i1 - 1) // B  # first and last chunk touched
+        s = torch.from_numpy(self.chunk_signs(name, c0, c1 - c0 + 1)).to(
+            device=acc.device, dtype=acc.dtype
+        )
+        dt = acc.dtype
+        pos = 0  # position in flat
+        # head: a partial first chunk
+        j0 = i0 % B
+        if j0 or n < B:
+            take = min(n, B - j0)
+            acc[j0 : j0 + take].add_(flat[:take].to(dt), alpha=float(s[0]))
+            pos = take
+        # middle: whole chunks, as a (rows, B) matrix folded block by block
+        full = (n - pos) // B
+        if full:
+            c_first = (i0 + pos) // B - c0
+            X = flat[pos : pos + full * B].view(full, B)
+            step = self.block_rows
+            for r in range(0, full, step):
+                blk = X[r : r + step].to(dt)
+                acc.add_(s[c_first + r : c_first + r + blk.shape[0]] @ blk)
+            pos += full * B
+        # tail: a partial last chunk, starting at bucket 0
+        if pos < n:
+            acc[: n - pos].add_(flat[pos:].to(dt), alpha=float(s[-1]))
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        G = self.projection(acc.device)
+        return (acc.to(G.dtype) @ G).to(torch.float64)
+
+    def config(self) -> dict[str, Any]:
+        return {"family": self.family, "dim": self.dim, "seed": self.seed, "buckets": self.buckets}
+
+
+class GaussianSketch(Sketch):
+    """Dense Gaussian JL: ``S[a, (name, i)] ~ N(0, 1/d)`` from hash(seed, name, i·d + a).
+
+    O(P·d) hashing per sample: the accuracy reference, not for large models.
+    """
+
+    family = "gaussian"
+
+    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block_entries: int = 1 << 22):
+        super().__init__(dim, seed, accum_dtype)
+        self.block_rows = max(1, int(block_entries) // self.dim)
+
+    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
+        flat = self._flat(values)
+        key = rng.stable_key(self.seed, "gaussian", name)
+        d = self.dim
+        scale = 1.0 / math.sqrt(d)
+        for r in range(0, flat.numel(), self.block_rows):
+            x = flat[r : r + self.block_rows]
+            L = x.numel()
+            g = rng.normals(key, (offset + r) * d, L * d).reshape(L, d)
+            g *= scale
+            G = torch.from_numpy(g).to(device=acc.device, dtype=acc.dtype)
+            acc.add_(x.to(acc.dtype) @ G)
+
+
+class CountSketch(Sketch):
+    """CountSketch: entry (name, i) goes to bucket h(i) ∈ [0, d) with sign s(i), both seeded."""
+
+    family = "countsketch"
+
+    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block_elems: int = 1 << 20):
+        super().__init__(dim, seed, accum_dtype)
+        self.block_elems = int(block_elems)
+
+    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
+        flat = self._flat(values)
+        key = rng.stable_key(self.seed, "countsketch", name)
+        for r in range(0, flat.numel(), self.block_elems):
+            x = flat[r : r + self.block_elems]
+            b, sg = rng.buckets(key, offset + r, x.numel(), self.dim)
+            bt = torch.from_numpy(b).to(acc.device)
+            st = torch.from_numpy(sg).to(device=acc.device, dtype=acc.dtype)
+            acc.index_add_(0, bt, x.to(acc.dtype) * st)
+
+
+@dataclass(frozen=True)
+class SketchSpec:
+    """A serialisable description of a sketch; ``build(layout)`` makes the object.
+
+    ``family``: one of ``exact``, ``fold`` (default), ``gaussian``, ``countsketch``.
+    ``dim``: output dimension d (ignored by ``exact``; the papers use d = 10·W).
+    ``buckets``: fold's B (a prime; default 16381). ``accum_dtype``: ``float64`` (default).
+    """
+
+    family: str = DEFAULT_FAMILY
+    dim: int = 100
+    seed: int = 0
+    buckets: int = DEFAULT_FOLD_BUCKETS
+    accum_dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if self.family not in SKETCH_FAMILIES:
+            raise ConfigError(
+                f"unknown sketch family {self.family!r}; choose one of {', '.join(SKETCH_FAMILIES)}"
+            )
+        if self.family != "exact" and int(self.dim) < 1:
+            raise ConfigError(f"sketch dimension must be ≥ 1, got {self.dim}")
+        if self.family == "fold" and not _is_prime(int(self.buckets)):
+            raise ConfigError(f"fold sketch: buckets must be a prime number, got {self.buckets}")
+        _dtype(self.accum_dtype)
+
+    def build(self, layout: Mapping[str, int] | None = None) -> Sketch:
+        """Instantiate; ``layout`` (name → numel) is required for ``exact`` only."""
+        if self.family == "exact":
+            if layout is None:
+                raise ConfigError("the exact sketch needs the parameter layout")
+            return ExactSketch(layout, self.seed, self.accum_dtype)
+        if self.family == "fold":
+            return FoldSketch(self.dim, self.seed, self.buckets, self.accum_dtype)
+        if self.family == "gaussian":
+            return GaussianSketch(self.dim, self.seed, self.accum_dtype)
+        return CountSketch(self.dim, self.seed, self.accum_dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

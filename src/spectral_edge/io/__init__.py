@@ -1,0 +1,1 @@
+"""Input and output: checkpoint readers and table writers."""
