@@ -92,3 +92,16 @@ def test_bad_pushes():
         w.compute(2)
     with pytest.raises(ConfigError, match="at least 2"):
         SketchWindow(4, 1)
+
+
+def test_vector_mode_analyses_pushed_vectors_directly():
+    # gradient-SED: the pushed vectors are the ones analysed, no differencing
+    _, vecs = _states(T=12, seed=3)
+    win = SketchWindow(vecs.shape[1], 5, difference=False)
+    for i, v in enumerate(vecs):
+        win.push(torch.from_numpy(v), i)
+    ref = dict(sp.window_series(sp.gram(vecs), 5))[11]
+    st = win.compute(5)
+    np.testing.assert_allclose(st.sigma, ref.sigma, rtol=1e-10)
+    assert st.turning == pytest.approx(ref.turning, rel=1e-8)
+    assert win.n_updates == 12 and win.step(4) == 7

@@ -73,10 +73,13 @@ class TrajectoryAnalyzer:
     tensors: the available tensors as ``name → (shape, dtype)`` (or TensorInfo-like objects
         with ``.shape``/``.dtype``), in a fixed order. The selection is applied to these;
         every later sample must provide exactly the selected ones with the same shapes.
+    difference: True for parameter states (analyse their updates), False for vectors that
+        are analysed as they are (gradients).
     """
 
-    def __init__(self, config: AnalysisConfig, tensors: Mapping[str, Any]):
+    def __init__(self, config: AnalysisConfig, tensors: Mapping[str, Any], difference: bool = True):
         self.config = config
+        self.difference = difference
         infos: dict[str, tuple[tuple[int, ...], torch.dtype | None]] = {}
         for name, info in tensors.items():
             shape, dtype = (info.shape, info.dtype) if hasattr(info, "shape") else info
@@ -87,7 +90,7 @@ class TrajectoryAnalyzer:
         self.sketcher = GroupSketcher(self.plan, config.sketch, numels)
         self.max_window = max(config.windows)
         self.sketcher.check_memory(self.max_window + 1)
-        self.windows = {g: SketchWindow(d, self.max_window) for g, d in self.sketcher.dims.items()}
+        self.windows = {g: SketchWindow(d, self.max_window, difference) for g, d in self.sketcher.dims.items()}
 
     @property
     def groups(self) -> list[str]:
@@ -98,8 +101,10 @@ class TrajectoryAnalyzer:
         return sum(_numel(s) for s in self.shapes.values())
 
     def sketch(self, tensors: Iterable[tuple[str, torch.Tensor]], device: torch.device | str | None = None,
-               ) -> dict[str, torch.Tensor]:
-        """Sketch one sample: every selected tensor exactly once (others are ignored)."""
+               allow_missing: bool = False) -> dict[str, torch.Tensor]:
+        """Sketch one sample: every selected tensor exactly once (others are ignored).
+
+        ``allow_missing`` treats absent tensors as zero (gradients of unused parameters)."""
         accs = self.sketcher.begin(device)
         seen: set[str] = set()
         for raw, t in tensors:
@@ -112,7 +117,7 @@ class TrajectoryAnalyzer:
                 raise ShapeMismatchError(None, f"tensor {name!r} has shape {tuple(t.shape)}, expected {self.shapes[name]}")
             self.sketcher.add(accs, name, t)
             seen.add(name)
-        if len(seen) != len(self.shapes):
+        if len(seen) != len(self.shapes) and not allow_missing:
             missing = [n for n in self.plan.names if n not in seen]
             raise ShapeMismatchError(None, f"{len(missing)} selected tensor(s) missing, e.g. {missing[:3]}")
         return self.sketcher.finish(accs)
@@ -135,7 +140,7 @@ class TrajectoryAnalyzer:
                 if not w.ready(W):
                     continue
                 st = w.compute(W, self.config.kstar_rule)
-                row: Row = {"step": w.step(0), "step_first": w.step(W), "group": g}
+                row: Row = {"step": w.step(0), "step_first": w.step(W if w.difference else W - 1), "group": g}
                 row.update(st.as_row())
                 out.append(row)
         return out

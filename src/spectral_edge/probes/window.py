@@ -31,11 +31,15 @@ class SketchWindow:
     ----------
     dim: sketch dimension d (length of every pushed vector).
     max_window: the largest W that will be analysed.
+    difference: True (default) when pushed vectors are parameter *states*, whose
+        consecutive differences are the updates; False when they already are the vectors to
+        analyse (gradients for gradient-SED).
     """
 
-    def __init__(self, dim: int, max_window: int):
+    def __init__(self, dim: int, max_window: int, difference: bool = True):
         if int(max_window) < 2:
             raise ConfigError(f"the window must hold at least 2 updates, got W = {max_window}")
+        self.difference = bool(difference)
         self.dim = int(dim)
         self.max_window = int(max_window)
         cap = self.max_window + 1
@@ -49,8 +53,8 @@ class SketchWindow:
     # ------------------------------------------------------------------ streaming
     @property
     def n_updates(self) -> int:
-        """Updates seen so far (samples − 1, never negative)."""
-        return max(0, self.n_samples - 1)
+        """Vectors in the analysis so far (samples − 1 for states, samples for vectors)."""
+        return max(0, self.n_samples - 1) if self.difference else self.n_samples
 
     def push(self, state: torch.Tensor, step: int) -> None:
         """Add the sketch of the parameters at optimizer step ``step``; shape (d,)."""
@@ -62,9 +66,9 @@ class SketchWindow:
         if self.n_samples > 0 and int(step) <= int(self.steps[(self.n_samples - 1) % (self._cap + 1)]):
             prev = int(self.steps[(self.n_samples - 1) % (self._cap + 1)])
             raise ConfigError(f"steps must increase: got step {step} after step {prev}")
-        if self.n_samples > 0:
-            slot = (self.n_samples - 1) % self._cap  # slot of the new update
-            delta = y - self.last_state
+        if self.n_samples > 0 or not self.difference:
+            slot = (self.n_updates) % self._cap  # slot of the new update
+            delta = y - self.last_state if self.difference else y
             self.deltas[slot] = delta
             products = self.deltas @ delta  # (cap,)
             self.inner[slot, :] = products
@@ -133,6 +137,7 @@ class SketchWindow:
         return {
             "dim": self.dim,
             "max_window": self.max_window,
+            "difference": self.difference,
             "n_samples": self.n_samples,
             "last_state": self.last_state.clone(),
             "deltas": self.deltas.clone(),
@@ -141,7 +146,8 @@ class SketchWindow:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state.get("dim", -1)) != self.dim or int(state.get("max_window", -1)) != self.max_window:
+        if (int(state.get("dim", -1)) != self.dim or int(state.get("max_window", -1)) != self.max_window
+                or bool(state.get("difference", True)) != self.difference):
             raise StateError(
                 f"window state is for dim={state.get('dim')}, max_window={state.get('max_window')}; "
                 f"this window has dim={self.dim}, max_window={self.max_window}"

@@ -1,0 +1,483 @@
+"""The live monitor: watch the spectral edge of a model while it trains.
+
+::
+
+    mon = Monitor(model, windows=(10,), every=100, history="runs/a/history.jsonl")
+    handle = mon.attach(optimizer)        # or call mon.step() after each optimizer.step()
+    ...                                   # train as usual; mon.log(loss=..., val_loss=...)
+    handle.remove(); mon.close()
+
+On every ``every``-th optimizer step the monitor sketches the selected parameters (one pass,
+d numbers kept per sample), updates its windows, computes the spectrum of each window and
+streams a typed row to the history file and the loggers. It reads parameters and gradients
+without changing them, never touches an RNG, and its state resumes bit-identically
+(``state_dict()`` / ``load_state_dict()``).
+
+Streams: ``sed`` (the updates θ_t − θ_{t−1} between samples) and, with ``gradients=True``,
+``grad`` (the gradients just before the sampled optimizer steps, gradient-SED).
+
+Distributed (``torch.distributed``): replicated parameters (DDP) need no communication and
+rank 0 records; sharded parameters (FSDP2 / DTensor) are sketched shard by shard at their
+global coordinates and one all-reduce of d floats per group and sample gives the full sketch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .engine import AnalysisConfig, Row, TrajectoryAnalyzer
+from .errors import ConfigError, NonFiniteError, StateError
+from .functional.sketch import SketchSpec
+from .io.history import HistoryWriter
+from .probes.base import Probe
+from .selection import Selection, normalize_name
+
+#: ``sketch="auto"`` keeps the exact window while it costs at most this many bytes.
+AUTO_EXACT_BYTES = 64 << 20
+STATE_VERSION = 1
+
+
+def resolve_sketch(sketch: SketchSpec | str, n_params: int, max_window: int, streams: int = 1) -> SketchSpec:
+    """``auto`` → exact when the exact window state fits AUTO_EXACT_BYTES, else fold d = 10·W."""
+    if isinstance(sketch, SketchSpec):
+        return sketch
+    if sketch == "auto":
+        exact_bytes = streams * (max_window + 2) * n_params * 8
+        return SketchSpec("exact") if exact_bytes <= AUTO_EXACT_BYTES else SketchSpec("fold", dim=10 * max_window)
+    return SketchSpec(sketch, dim=10 * max_window)
+
+
+class _Handle:
+    """Removes the optimizer hooks installed by :meth:`Monitor.attach`."""
+
+    def __init__(self, handles: Sequence[Any]):
+        self._handles = list(handles)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+class Monitor:
+    """Spectral-edge monitor for a live PyTorch model (see module docs).
+
+    Parameters
+    ----------
+    model: an ``nn.Module`` or an iterable of ``(name, parameter)`` pairs. Tied parameters
+        count once; only parameters with ``requires_grad`` are watched.
+    windows: window sizes W (rows for each; one pairwise matrix serves all).
+    every: sample every this many optimizer steps (the papers: 100 for modular arithmetic,
+        200 for language models).
+    sketch: a :class:`SketchSpec`, a family name, or ``"auto"`` (exact for small models,
+        fold with d = 10·W otherwise).
+    selection: which parameters and groups (default: all, one group).
+    kstar_rule: ``floor`` (default), ``argmax`` or ``weighted``.
+    gradients: also run the gradient stream (gradient-SED) on the sampled steps.
+    history: path of the JSON-lines history file (None: keep rows in memory only).
+    loggers: objects with ``log_metrics(metrics: dict, step: int)`` (TensorBoard, W&B…).
+    probes: :class:`~spectral_edge.probes.base.Probe` objects run on their own schedule.
+    on_nonfinite: ``"warn"`` (record an event, skip the sample) or ``"raise"``.
+    start_step: optimizer step of the current parameters (0 for a fresh run).
+    sample_initial: sketch the current parameters now, as the sample at ``start_step``.
+    distributed: ``"auto"``, ``"replicated"``, ``"sharded"`` or ``None`` (single process).
+    log_lr: with :meth:`attach`, record the optimizer's learning rate at sampled steps.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | Iterable[tuple[str, torch.nn.Parameter]],
+        *,
+        windows: Sequence[int] = (10,),
+        every: int = 100,
+        sketch: SketchSpec | str = "auto",
+        selection: Selection | None = None,
+        kstar_rule: str = "floor",
+        gradients: bool = False,
+        history: str | Path | None = None,
+        loggers: Sequence[Any] = (),
+        probes: Sequence[Probe] = (),
+        on_nonfinite: str = "warn",
+        start_step: int = 0,
+        sample_initial: bool = True,
+        distributed: str | None = "auto",
+        process_group: Any = None,
+        log_lr: bool = True,
+        keep_rows: bool = True,
+    ):
+        if int(every) < 1:
+            raise ConfigError(f"every must be ≥ 1 optimizer step, got {every}")
+        if on_nonfinite not in ("warn", "raise"):
+            raise ConfigError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")
+        self.model = model if isinstance(model, torch.nn.Module) else None
+        named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
+        self._params: dict[str, torch.nn.Parameter] = {}
+        seen_ids: set[int] = set()
+        for raw, p in named:
+            if not p.requires_grad or id(p) in seen_ids:
+                continue
+            seen_ids.add(id(p))
+            name = normalize_name(raw)
+            if name in self._params:
+                raise ConfigError(f"two parameters are both named {name!r} once wrapper prefixes are removed")
+            self._params[name] = p
+        if not self._params:
+            raise ConfigError("the model has no trainable parameters to monitor")
+        self.every = int(every)
+        self.gradients = bool(gradients)
+        self.on_nonfinite = on_nonfinite
+        self.loggers = list(loggers)
+        self.probes = list(probes)
+        self.log_lr = log_lr
+        self.keep_rows = keep_rows
+        self.rows: list[Row] = []
+        self.pg = process_group
+        self.mode = self._dist_mode(distributed)
+        self.rank = torch.distributed.get_rank(self.pg) if self.mode else 0
+        infos = {n: (tuple(self._global_shape(p)), p.dtype) for n, p in self._params.items()}
+        n_params = sum(math.prod(s) for s, _ in infos.values())
+        spec = resolve_sketch(sketch, n_params, max(windows), 2 if gradients else 1)
+        self.config = AnalysisConfig(windows=tuple(windows), sketch=spec, selection=selection or Selection(),
+                                     kstar_rule=kstar_rule)
+        self.updates = TrajectoryAnalyzer(self.config, infos)
+        self.grads = TrajectoryAnalyzer(self.config, infos, difference=False) if gradients else None
+        self.global_step = int(start_step)
+        self._history_path = None if history is None else Path(history)
+        self._history: HistoryWriter | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        if sample_initial:
+            self._sample(self.global_step)
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _dist_mode(self, distributed: str | None) -> str | None:
+        if distributed not in (None, "auto", "replicated", "sharded"):
+            raise ConfigError(f"distributed must be auto, replicated, sharded or None, got {distributed!r}")
+        import torch.distributed as dist
+
+        active = dist.is_available() and dist.is_initialized() and dist.get_world_size(self.pg if hasattr(self, "pg") else None) > 1
+        if distributed is None or not active:
+            if distributed in ("replicated", "sharded") and not active:
+                raise ConfigError(f"distributed={distributed!r} needs an initialised torch.distributed process group")
+            return None
+        if distributed == "auto":
+            return "sharded" if any(_is_dtensor(p) for p in self._params.values()) else "replicated"
+        return distributed
+
+    @staticmethod
+    def _global_shape(p: torch.Tensor) -> torch.Size:
+        return p.shape  # a DTensor reports its global shape
+
+    @property
+    def n_parameters(self) -> int:
+        return self.updates.n_parameters
+
+    @property
+    def is_recorder(self) -> bool:
+        """True on the process that writes history and logs (rank 0)."""
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ sampling
+    def _pieces(self, use_grad: bool) -> Iterator[tuple[str, torch.Tensor, int]]:
+        """(name, local tensor, global flat offset) for every selected parameter (or gradient)."""
+        wanted = self.updates.shapes
+        for name, p in self._params.items():
+            if name not in wanted:
+                continue
+            t = p.grad if use_grad else p
+            if t is None:
+                continue
+            t = t.detach()
+            if _is_dtensor(t):
+                yield from _dtensor_pieces(name, t)
+            else:
+                yield name, t, 0
+
+    def _sketch(self, analyzer: TrajectoryAnalyzer, use_grad: bool) -> dict[str, torch.Tensor] | None:
+        """Sketch the current parameters (or gradients); None if a tensor is non-finite."""
+        sk = analyzer.sketcher
+        device = next(iter(self._params.values())).device
+        if _is_dtensor(next(iter(self._params.values()))):
+            device = next(iter(self._params.values())).to_local().device
+        accs = sk.begin(device)
+        try:
+            with torch.no_grad():
+                for name, t, off in self._pieces(use_grad):
+                    if off == 0 and t.numel() == sk.numels[name]:
+                        sk.add(accs, name, t)
+                    else:
+                        sk.add(accs, name, t.reshape(-1), off)
+        except NonFiniteError as e:
+            if self.mode == "sharded":  # every rank must still join the all-reduce
+                accs = {g: torch.full_like(a, float("nan")) for g, a in accs.items()}
+            else:
+                return self._nonfinite(e, use_grad)
+        out = sk.finish(accs)
+        if self.mode == "sharded":
+            out = self._allreduce(out)
+            if any(not bool(torch.isfinite(v).all()) for v in out.values()):
+                return self._nonfinite(NonFiniteError(None, "a shard holds NaN or Inf"), use_grad)
+        return out
+
+    def _allreduce(self, sketches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum the per-rank sketches: one all-reduce of (groups × d) float64 numbers."""
+        import torch.distributed as dist
+
+        keys = list(sketches)
+        flat = torch.cat([sketches[k].reshape(-1) for k in keys])
+        backend = dist.get_backend(self.pg)
+        if backend == "nccl" and flat.device.type == "cpu":
+            flat = flat.cuda()
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.pg)
+        flat = flat.cpu()
+        out, pos = {}, 0
+        for k in keys:
+            n = sketches[k].numel()
+            out[k] = flat[pos : pos + n]
+            pos += n
+        self.bytes_communicated = getattr(self, "bytes_communicated", 0) + flat.numel() * flat.element_size()
+        return out
+
+    def _nonfinite(self, e: NonFiniteError, use_grad: bool) -> None:
+        what = "gradient" if use_grad else "parameter"
+        msg = f"step {self.global_step}: {what} {e.problem}; sample skipped"
+        if self.on_nonfinite == "raise":
+            raise NonFiniteError(None, f"step {self.global_step}: {what} {e.problem}")
+        warnings.warn(f"spectral-edge: {msg}", RuntimeWarning, stacklevel=3)
+        self._record([{"kind": "event", "step": self.global_step, "event": "nonfinite",
+                       "stream": "grad" if use_grad else "sed", "message": msg}])
+        return None
+
+    def _sample(self, step: int) -> list[Row]:
+        if self.mode == "replicated" and not self.is_recorder:
+            return []
+        sk = self._sketch(self.updates, use_grad=False)
+        if sk is None:
+            return []
+        rows = [{"kind": "sed", **r} for r in self.updates.push_sketches(step, sk)]
+        if self.log_lr and self._optimizer is not None:
+            lr = self._optimizer.param_groups[0].get("lr")
+            if lr is not None:
+                rows.append({"kind": "log", "step": step, "lr": float(lr)})
+        self._record(rows)
+        return rows
+
+    def sample_gradients(self, step: int | None = None) -> list[Row]:
+        """Sketch the current gradients as the gradient-stream sample at ``step`` (default:
+        the step about to be taken). Called by the pre-step hook on sampled steps."""
+        if self.grads is None:
+            raise ConfigError("this monitor was made with gradients=False")
+        step = self.global_step + 1 if step is None else int(step)
+        if self.mode == "replicated" and not self.is_recorder:
+            return []
+        sk = self._sketch(self.grads, use_grad=True)
+        if sk is None:
+            return []
+        rows = [{"kind": "grad", **r} for r in self.grads.push_sketches(step, sk)]
+        self._record(rows)
+        return rows
+
+    def step(self, step: int | None = None) -> list[Row]:
+        """Call after each optimizer step (or let :meth:`attach` do it). Counts the step,
+        samples on the cadence, runs due probes; returns the rows written."""
+        self.global_step = self.global_step + 1 if step is None else int(step)
+        rows: list[Row] = []
+        if self.global_step % self.every == 0:
+            rows += self._sample(self.global_step)
+        for probe in self.probes:
+            if probe.should_run(self.global_step):
+                res = probe.run(self, self.global_step)
+                if res and self.is_recorder:
+                    row = {"kind": "probe", "probe": probe.name, "step": self.global_step, **dict(res)}
+                    self._record([row])
+                    rows.append(row)
+        return rows
+
+    def _pre_step(self) -> None:
+        if self.grads is not None and (self.global_step + 1) % self.every == 0:
+            self.sample_gradients(self.global_step + 1)
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> _Handle:
+        """Install optimizer step hooks: gradients before the step (if enabled), sampling
+        after it. Returns a handle whose ``remove()`` detaches the monitor."""
+        self._optimizer = optimizer
+        handles = [optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())]
+        if self.grads is not None:
+            handles.append(optimizer.register_step_pre_hook(lambda opt, args, kwargs: self._pre_step()))
+        return _Handle(handles)
+
+    # ------------------------------------------------------------------ history & loggers
+    def log(self, step: int | None = None, **metrics: float) -> None:
+        """Record user metrics (lr, loss, val_loss, val_acc…) at ``step`` (default: now)."""
+        if not metrics:
+            return
+        step = self.global_step if step is None else int(step)
+        clean = {k: (float(v.item()) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+        self._record([{"kind": "log", "step": step, **clean}])
+
+    def _open_history(self, mode: str) -> None:
+        if self._history is None and self._history_path is not None and self.is_recorder:
+            meta = {"library": "spectral-edge", "version": __version__, "config": self.config.describe(),
+                    "every": self.every, "gradients": self.gradients, "n_parameters": self.n_parameters,
+                    "groups": self.updates.groups, "distributed": self.mode}
+            self._history = HistoryWriter(self._history_path, meta, mode=mode)
+
+    def _record(self, rows: list[Row]) -> None:
+        if not rows or not self.is_recorder:
+            return
+        if self.keep_rows:
+            self.rows.extend(rows)
+        self._open_history("w")
+        if self._history is not None:
+            self._history.write(rows)
+        if self.loggers:
+            metrics = logger_metrics(rows, self.config.windows[0])
+            for lg in self.loggers:
+                for step, m in metrics.items():
+                    lg.log_metrics(m, step)
+
+    @property
+    def history_path(self) -> Path | None:
+        return self._history_path
+
+    def frame(self, kind: str | None = "sed"):
+        """The rows recorded in this process as a DataFrame (one ``kind``, or all)."""
+        import pandas as pd
+
+        rows = self.rows if kind is None else [r for r in self.rows if r["kind"] == kind]
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: counters, windows, probe states (tensors and numbers)."""
+        return {
+            "version": STATE_VERSION,
+            "global_step": self.global_step,
+            "every": self.every,
+            "updates": self.updates.state_dict(),
+            "grads": None if self.grads is None else self.grads.state_dict(),
+            "probes": {p.name: p.state_dict() for p in self.probes},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume. The history (if any) is reopened for appending, and rows written after the
+        saved step by the interrupted run are dropped, so the file matches an uninterrupted run."""
+        if state.get("version") != STATE_VERSION:
+            raise StateError(f"monitor state version {state.get('version')} is not {STATE_VERSION}")
+        if int(state["every"]) != self.every:
+            raise StateError(f"the saved monitor sampled every {state['every']} steps, this one every {self.every}")
+        try:
+            self.updates.load_state_dict(state["updates"])
+        except StateError as e:
+            raise StateError(f"cannot resume the monitor: {e} (the parameter set or settings changed)") from None
+        if (state.get("grads") is None) != (self.grads is None):
+            raise StateError("the saved monitor and this one differ in gradients=True/False")
+        if self.grads is not None:
+            self.grads.load_state_dict(state["grads"])
+        for p in self.probes:
+            if p.name in state.get("probes", {}):
+                p.load_state_dict(state["probes"][p.name])
+        self.global_step = int(state["global_step"])
+        self.rows = [r for r in self.rows if r.get("step") is not None and r["step"] <= self.global_step]
+        if self._history is None and self._history_path is not None and self.is_recorder:
+            if self._history_path.exists():
+                self._open_history("a")
+                assert self._history is not None
+                self._history.truncate_after(self.global_step)
+        elif self._history is not None:
+            self._history.truncate_after(self.global_step)
+
+    def close(self) -> None:
+        """Close the history file (the monitor can still be inspected)."""
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def logger_metrics(rows: Iterable[Row], primary_window: int) -> dict[int, dict[str, float]]:
+    """Namespaced scalars per step: ``sed/k_star``, ``sed/gap_ratio``… for group ``all`` at
+    the primary W; ``sed/W20/…`` for other windows, ``sed/<group>/…`` for other groups,
+    ``grad/…`` for the gradient stream, ``log/…``, ``probe/<name>/…``, ``event/…``."""
+    keys = ("k_star", "gap_ratio", "gap", "g23", "pc1_pct", "k95", "drift_speed", "turning", "sigma_1", "sigma_2", "sigma_3")
+    out: dict[int, dict[str, float]] = {}
+    for r in rows:
+        step = r.get("step")
+        if step is None:
+            continue
+        m = out.setdefault(int(step), {})
+        kind = r["kind"]
+        if kind in ("sed", "grad"):
+            prefix = kind
+            if r.get("group", "all") != "all":
+                prefix += f"/{r['group']}"
+            if r.get("window") != primary_window:
+                prefix += f"/W{r['window']}"
+            for k in keys:
+                v = r.get(k)
+                if isinstance(v, (int, float)) and math.isfinite(float(v)):
+                    m[f"{prefix}/{k}"] = float(v)
+        elif kind in ("log", "probe"):
+            prefix = "log" if kind == "log" else f"probe/{r.get('probe')}"
+            for k, v in r.items():
+                if k in ("kind", "step", "probe"):
+                    continue
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+                    m[f"{prefix}/{k}"] = float(v)
+        elif kind == "event":
+            m[f"event/{r.get('event', 'event')}"] = 1.0
+    return {s: m for s, m in out.items() if m}
+
+
+def _is_dtensor(t: Any) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except Exception:  # pragma: no cover
+        return False
+    return isinstance(t, DTensor)
+
+
+def _dtensor_pieces(name: str, t: Any) -> Iterator[tuple[str, torch.Tensor, int]]:
+    """Local shard of a DTensor as contiguous runs of the global flat index."""
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    shape = tuple(t.shape)
+    local = t.to_local()
+    lshape, goff = compute_local_shape_and_global_offset(shape, t.device_mesh, t.placements)
+    if local.numel() == 0:
+        return
+    local = local.reshape(lshape)
+    strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    # leading dims where the shard is partial force several runs; trailing full dims are contiguous
+    k = len(shape)
+    while k > 0 and lshape[k - 1] == shape[k - 1] and goff[k - 1] == 0:
+        k -= 1
+    if k <= 1:
+        base = sum(o * s for o, s in zip(goff, strides))
+        yield name, local.reshape(-1), base
+        return
+    lead = lshape[: k - 1]
+    for idx in _ndindex(lead):
+        run = local[idx].reshape(-1)
+        base = sum((i + o) * s for i, o, s in zip(idx, goff, strides)) + goff[k - 1] * strides[k - 1]
+        yield name, run, base
+
+
+def _ndindex(shape: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    if not shape:
+        yield ()
+        return
+    for i in range(shape[0]):
+        for rest in _ndindex(shape[1:]):
+            yield (i, *rest)
