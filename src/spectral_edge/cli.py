@@ -14,10 +14,28 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import SpectralEdgeError
 
+_STATE = {"debug": False}
+
+
+class _Group(TyperGroup):
+    """Runs a command; a user error becomes one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except SpectralEdgeError as e:
+            if _STATE["debug"]:
+                raise
+            print(f"spectral-edge: error: {e}", file=sys.stderr)
+            ctx.exit(2)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="spectral-edge",
     help="Read the geometry of training trajectories: sketched rolling-window spectra, the spectral edge k*, "
     "its phases, and early warnings.",
@@ -26,8 +44,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-_STATE = {"debug": False}
 
 
 @app.callback()
@@ -103,7 +119,8 @@ def analyze(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Analyse a folder of checkpoints: one row per window with σ, k*, gap ratio and more."""
-    from .engine import AnalysisConfig, AnalysisInterrupted, analyze_checkpoints
+    from .engine import AnalysisConfig, analyze_checkpoints
+    from .errors import CheckpointError
     from .functional.sketch import DEFAULT_FOLD_BUCKETS, SketchSpec
     from .io.tables import table_format, write_table
     from .selection import Selection
@@ -122,11 +139,12 @@ def analyze(
         with bar:
             result = analyze_checkpoints(folder, config, state_key=state_key, skip_bad=skip_bad,
                                          progress=cb, on_warning=warn)
-    except AnalysisInterrupted as e:
-        if e.partial.rows:
+    except CheckpointError as e:
+        done = getattr(e, "partial", None)
+        if done is not None and done.rows:
             partial = out.with_name(out.stem + ".partial" + out.suffix)
-            write_table(e.partial.rows, partial, e.partial.metadata())
-            raise type(e)(e.path, f"{e.problem} (the {len(e.partial.rows)} rows computed before it are in {partial})") from None
+            write_table(done.rows, partial, done.metadata())
+            raise CheckpointError(e.path, f"{e.problem} (the {len(done.rows)} rows computed before it are in {partial})") from None
         raise
     write_table(result.rows, out, result.metadata())
     summary = _summary(result, out)
@@ -201,19 +219,13 @@ def demo(
     if not quiet:
         _print_summary(s)
         rise, plateau = spec.phase_bounds()
-        typer.echo(f"planted: k* = {spec.rank}, rise until step {rise}, plateau until step {plateau}, then collapse")
+        typer.echo(f"planted: k* = {spec.planted_k} ({spec.rank} signal modes + drift), rise until step {rise}, plateau until step {plateau}, then collapse")
     typer.echo(f"results: {metrics}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one line and exit status 2."""
-    try:
-        app(args=argv)
-    except SpectralEdgeError as e:
-        if _STATE["debug"]:
-            raise
-        print(f"spectral-edge: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    """Entry point of the ``spectral-edge`` console script."""
+    app(args=argv)
 
 
 if __name__ == "__main__":

@@ -191,14 +191,6 @@ class AnalysisResult:
                 "skipped": self.skipped, "aliases": self.aliases}
 
 
-class AnalysisInterrupted(CheckpointError):
-    """A bad checkpoint stopped the analysis; ``partial`` holds the rows computed before it."""
-
-    def __init__(self, cause: CheckpointError, partial: AnalysisResult):
-        super().__init__(cause.path, cause.problem)
-        self.partial = partial
-
-
 def analyze_checkpoints(
     folder: str | Path,
     config: AnalysisConfig | None = None,
@@ -212,8 +204,9 @@ def analyze_checkpoints(
 
     Headers of all checkpoints are checked first, so most bad input fails before any work.
     ``skip_bad``: warn and skip unreadable checkpoints instead of stopping. ``progress`` is
-    called as ``progress(done, total, step)``. On a bad checkpoint mid-way, raises
-    :class:`AnalysisInterrupted` carrying the rows computed so far.
+    called as ``progress(done, total, step)``. A bad checkpoint mid-way raises its
+    :class:`~spectral_edge.errors.CheckpointError` with a ``partial`` attribute: the
+    :class:`AnalysisResult` of the rows computed before it.
     """
     from .io.checkpoints import discover, open_checkpoint
 
@@ -264,7 +257,8 @@ def analyze_checkpoints(
                 skipped.append(str(ref.path))
                 warn(f"skipping {e}")
                 continue
-            raise AnalysisInterrupted(e, result) from e
+            e.partial = result  # type: ignore[attr-defined]
+            raise
         result.checkpoints.append((ref.step, str(ref.path)))
         result.rows.extend(rows)
         if progress is not None:
@@ -289,4 +283,4 @@ def _check_same(path: Path, analyzer: TrajectoryAnalyzer, info: Mapping[str, Any
             raise ShapeMismatchError(path, f"tensor {name!r} has shape {got}, but {shape} in the first checkpoint")
 
 
-__all__ = ["AnalysisConfig", "AnalysisResult", "AnalysisInterrupted", "TrajectoryAnalyzer", "analyze_checkpoints"]
+__all__ = ["AnalysisConfig", "AnalysisResult", "TrajectoryAnalyzer", "analyze_checkpoints"]

@@ -73,6 +73,11 @@ class PlantedSpec:
     init_scale: float = 0.02  # scale of θ_0 (‖θ‖/‖δ‖ is about init_scale/step_size·sqrt)
     seed: int = 0
 
+    @property
+    def planted_k(self) -> int:
+        """Coherent modes of a window: the signal modes plus the drift direction, if any."""
+        return self.rank + (1 if self.drift else 0)
+
     def steps(self) -> list[int]:
         return [i * self.every for i in range(self.n_samples)]
 

@@ -195,6 +195,7 @@ class FoldSketch(Sketch):
         self.buckets = int(buckets)
         self.block_rows = max(1, int(block_elems) // self.buckets)
         self._proj: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._bufs: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def acc_size(self) -> int:
@@ -215,6 +216,15 @@ class FoldSketch(Sketch):
         """The ±1 of chunks [first, first+count) of tensor ``name``: shape (count,)."""
         return rng.signs(rng.stable_key(self.seed, "fold-sign", name), first, count)
 
+    def _buffer(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reusable (block_rows, B) upcast buffer and a (1, B) product buffer. Allocating
+        them per block would cost a fresh mmap and page faults every megabyte."""
+        key = (str(device), dtype)
+        if key not in self._bufs:
+            self._bufs[key] = (torch.empty(self.block_rows, self.buckets, dtype=dtype, device=device),
+                               torch.empty(1, self.buckets, dtype=dtype, device=device))
+        return self._bufs[key]
+
     def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
         flat = self._flat(values)
         n = flat.numel()
@@ -223,30 +233,36 @@ class FoldSketch(Sketch):
         B = self.buckets
         i0, i1 = int(offset), int(offset) + n
         c0, c1 = i0 // B, (i1 - 1) // B  # first and last chunk touched
-        s = torch.from_numpy(self.chunk_signs(name, c0, c1 - c0 + 1)).to(
-            device=acc.device, dtype=acc.dtype
-        )
+        signs = self.chunk_signs(name, c0, c1 - c0 + 1)
         dt = acc.dtype
         pos = 0  # position in flat
         # head: a partial first chunk
         j0 = i0 % B
         if j0 or n < B:
             take = min(n, B - j0)
-            acc[j0 : j0 + take].add_(flat[:take].to(dt), alpha=float(s[0]))
+            acc[j0 : j0 + take].add_(flat[:take].to(dt), alpha=float(signs[0]))
             pos = take
-        # middle: whole chunks, as a (rows, B) matrix folded block by block
+        # middle: whole chunks, as a (rows, B) matrix folded block by block: z += sᵀ X
         full = (n - pos) // B
         if full:
             c_first = (i0 + pos) // B - c0
+            s = torch.from_numpy(signs[c_first : c_first + full]).to(device=acc.device, dtype=dt)
             X = flat[pos : pos + full * B].view(full, B)
+            buf, prod = self._buffer(acc.device, dt)
             step = self.block_rows
             for r in range(0, full, step):
-                blk = X[r : r + step].to(dt)
-                acc.add_(s[c_first + r : c_first + r + blk.shape[0]] @ blk)
+                rows = min(step, full - r)
+                if X.dtype == dt:
+                    blk = X[r : r + rows]
+                else:
+                    blk = buf[:rows]
+                    blk.copy_(X[r : r + rows])
+                torch.mm(s[r : r + rows].view(1, rows), blk, out=prod)  # (1, B)
+                acc.add_(prod[0])
             pos += full * B
         # tail: a partial last chunk, starting at bucket 0
         if pos < n:
-            acc[: n - pos].add_(flat[pos:].to(dt), alpha=float(s[-1]))
+            acc[: n - pos].add_(flat[pos:].to(dt), alpha=float(signs[-1]))
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
         G = self.projection(acc.device)

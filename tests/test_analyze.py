@@ -1,0 +1,226 @@
+"""The offline engine and ``spectral-edge analyze``: every reader, the CLI, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers_ckpt import malicious_pickle_bytes, write_dcp, write_hf_checkpoint
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from spectral_edge.cli import app
+from spectral_edge.engine import AnalysisConfig, analyze_checkpoints
+from spectral_edge.errors import ConfigError, EmptyFolderError, NonFiniteError, ShapeMismatchError
+from spectral_edge.functional import spectrum as sp
+from spectral_edge.functional.sketch import SketchSpec
+from spectral_edge.selection import Selection
+from spectral_edge.synthetic import PlantedSpec, planted_trajectory
+
+SHAPES = {
+    "layers.0.attn.q_proj.weight": (16, 12),
+    "layers.0.mlp.fc.weight": (24, 12),
+    "layers.1.attn.q_proj.weight": (16, 12),
+    "norm.weight": (12,),
+}
+SPEC = PlantedSpec(shapes=SHAPES, n_samples=14, every=50, rank=2, noise_corr=0.3, seed=4)
+
+
+def _trajectory():
+    return list(planted_trajectory(SPEC))
+
+
+def _write(folder: Path, fmt: str) -> list[tuple[int, dict]]:
+    traj = _trajectory()
+    folder.mkdir(parents=True, exist_ok=True)
+    for step, st in traj:
+        if fmt == "safetensors":
+            save_file(st, str(folder / f"step_{step}.safetensors"))
+        elif fmt == "hf":
+            write_hf_checkpoint(folder / f"checkpoint-{step}", st, shards=2, extras=True)
+        elif fmt == "torch":
+            torch.save({"model": st, "iter_num": step}, folder / f"ckpt_{step}.pt")
+        elif fmt == "dcp":
+            write_dcp(folder / f"step-{step}", st)
+    return traj
+
+
+def _exact_rows(traj, W):
+    X = np.stack([torch.cat([t.reshape(-1).double() for t in st.values()]).numpy() for _, st in traj])
+    return sp.window_series(sp.gram(np.diff(X, axis=0)), W)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "hf", "torch", "dcp"])
+def test_every_reader_gives_the_exact_batch_answer(tmp_path, fmt):
+    traj = _write(tmp_path / fmt, fmt)
+    res = analyze_checkpoints(tmp_path / fmt, AnalysisConfig(windows=(5,), sketch=SketchSpec("exact")))
+    rows = [r for r in res.rows if r["group"] == "all"]
+    ref = _exact_rows(traj, 5)
+    assert [r["step"] for r in rows] == [traj[t + 1][0] for t, _ in ref]
+    assert rows[0]["step_first"] == 0
+    for r, (_, st) in zip(rows, ref):
+        np.testing.assert_allclose([r[f"sigma_{j}"] for j in range(1, 6)], st.sigma, rtol=1e-9)
+        assert r["k_star"] == st.k_star and r["gap_ratio"] == pytest.approx(st.gap_ratio, rel=1e-9)
+
+
+def test_formats_agree_with_each_other_under_a_sketch(tmp_path):
+    out = {}
+    for fmt in ("safetensors", "torch"):
+        _write(tmp_path / fmt, fmt)
+        res = analyze_checkpoints(tmp_path / fmt, AnalysisConfig(windows=(4, 6), sketch=SketchSpec("fold", dim=40)))
+        out[fmt] = pd.DataFrame(res.rows)
+    pd.testing.assert_frame_equal(out["safetensors"], out["torch"])
+    assert set(out["torch"]["window"]) == {4, 6}
+
+
+def test_selection_groups_tied_weights_and_buffers(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(10, 4, generator=g)
+    for i in range(6):
+        st = {
+            "module.wte.weight": emb + 0.01 * i * torch.randn(10, 4, generator=g),
+            "module.h.0.attn.q_proj.weight": torch.randn(4, 4, generator=g) * 0.1 + i,
+            "module.h.1.attn.q_proj.weight": torch.randn(4, 4, generator=g) * 0.1 - i,
+            "module.h.0.attn.bias": torch.tril(torch.ones(3, 3)),  # causal-mask buffer
+            "module.bn.running_mean": torch.randn(4, generator=g),
+        }
+        st["module.lm_head.weight"] = st["module.wte.weight"]  # tied: same storage
+        torch.save(st, tmp_path / f"c{i}.pt")
+    warnings = []
+    res = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(3,), sketch=SketchSpec("exact"),
+                                                       selection=Selection(group_by="layer")),
+                              on_warning=warnings.append)
+    assert res.aliases == {"module.lm_head.weight": "module.wte.weight"}
+    assert any("tied" in w for w in warnings)
+    # wte (40) + two 4×4 matrices; buffers and the tied copy are not counted
+    assert res.n_parameters == 40 + 16 + 16
+    assert res.groups == ["all", "other", "layer.0", "layer.1"]
+    df = pd.DataFrame(res.rows)
+    assert set(df["group"]) == {"all", "other", "layer.0", "layer.1"}
+    res2 = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(3,), sketch=SketchSpec("exact"),
+                                                        selection=Selection(preset="attention")))
+    assert res2.n_parameters == 32
+    res3 = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(3,), sketch=SketchSpec("exact"),
+                                                        selection=Selection(exclude=("*wte*",), include_buffers=True)))
+    assert res3.n_parameters == 32 + 9 + 4
+
+
+def _cli(args):
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".jsonl"])
+def test_cli_writes_one_row_per_window_in_the_format_of_the_extension(tmp_path, ext):
+    traj = _write(tmp_path / "run", "safetensors")
+    out = tmp_path / f"metrics{ext}"
+    res = _cli(["analyze", str(tmp_path / "run"), "--window", "5", "--sketch", "exact", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    df = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}[ext](out)
+    assert len(df) == len(traj) - 5
+    for col in ["step", "k_star", "gap_ratio"] + [f"sigma_{j}" for j in range(1, 6)]:
+        assert col in df.columns
+    assert df["step"].tolist() == [s for s, _ in traj[5:]]
+
+
+def test_cli_json_summary_and_all_options(tmp_path):
+    _write(tmp_path / "run", "safetensors")
+    out = tmp_path / "m.parquet"
+    res = _cli(["analyze", str(tmp_path / "run"), "-w", "4,6", "--sketch", "countsketch", "--sketch-dim", "30",
+                "--seed", "3", "--include", "layers.*", "--exclude", "*mlp*", "--kstar-rule", "weighted",
+                "--group-by", "layer", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["parameters"] == 16 * 12 * 2 and summary["windows"] == [4, 6]
+    df = pd.read_parquet(out)
+    assert set(df["k_star_rule"]) == {"weighted"} and set(df["group"]) == {"all", "layer.0", "layer.1"}
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(out).metadata[b"spectral_edge"])
+    assert meta["config"]["sketch"] == {"family": "countsketch", "dim": 30, "seed": 3, "buckets": 16381,
+                                        "accum_dtype": "float64"}
+
+
+def _assert_user_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    out = str(tmp_path / "m.csv")
+    (tmp_path / "empty").mkdir()
+    _assert_user_error(_cli(["analyze", str(tmp_path / "empty"), "--out", out]), "empty")
+    _assert_user_error(_cli(["analyze", str(tmp_path / "missing"), "--out", out]), "missing")
+    # truncated safetensors file among good ones
+    _write(tmp_path / "trunc", "safetensors")
+    bad = tmp_path / "trunc" / "step_300.safetensors"
+    bad.write_bytes(bad.read_bytes()[:200])
+    _assert_user_error(_cli(["analyze", str(tmp_path / "trunc"), "--out", out]), "step_300.safetensors")
+    # a pickle that is not a plain state dict
+    _write(tmp_path / "pkl", "torch")
+    sentinel = tmp_path / "pwned"
+    (tmp_path / "pkl" / "ckpt_999.pt").write_bytes(malicious_pickle_bytes(sentinel))
+    _assert_user_error(_cli(["analyze", str(tmp_path / "pkl"), "--out", out]), "ckpt_999.pt")
+    assert not sentinel.exists()
+    # shapes that change between checkpoints
+    _write(tmp_path / "shape", "safetensors")
+    st = dict(_trajectory()[0][1])
+    st["norm.weight"] = torch.zeros(13)
+    save_file(st, str(tmp_path / "shape" / "step_250.safetensors"))
+    _assert_user_error(_cli(["analyze", str(tmp_path / "shape"), "--out", out]), "step_250.safetensors", "shape")
+    # wrong flags
+    _write(tmp_path / "ok", "safetensors")
+    _assert_user_error(_cli(["analyze", str(tmp_path / "ok"), "--sketch", "nope", "--out", out]), "nope")
+    _assert_user_error(_cli(["analyze", str(tmp_path / "ok"), "--out", str(tmp_path / "m.xlsx")]), ".xlsx")
+    _assert_user_error(_cli(["analyze", str(tmp_path / "ok"), "--window", "1", "--out", out]), "window")
+    _assert_user_error(_cli(["analyze", str(tmp_path / "ok"), "--include", "nothing*", "--out", out]), "matches none")
+    assert not Path(out).exists()
+
+
+def test_nan_mid_run_keeps_the_rows_computed_before_it(tmp_path):
+    traj = _write(tmp_path / "run", "safetensors")
+    st = dict(traj[9][1])
+    st["layers.0.mlp.fc.weight"] = st["layers.0.mlp.fc.weight"].clone()
+    st["layers.0.mlp.fc.weight"][3, 3] = float("nan")
+    save_file(st, str(tmp_path / "run" / f"step_{traj[9][0]}.safetensors"))
+    out = tmp_path / "m.csv"
+    out.write_text("an earlier result\n")
+    res = _cli(["analyze", str(tmp_path / "run"), "--window", "3", "--out", str(out)])
+    _assert_user_error(res, f"step_{traj[9][0]}.safetensors", "NaN", "layers.0.mlp.fc.weight")
+    assert out.read_text() == "an earlier result\n"  # an earlier result is not clobbered
+    partial = pd.read_csv(tmp_path / "m.partial.csv")
+    assert partial["step"].tolist() == [s for s, _ in traj[3:9]]
+    with pytest.raises(NonFiniteError):
+        analyze_checkpoints(tmp_path / "run", AnalysisConfig(windows=(3,)))
+    # --skip-bad goes past it instead
+    res = _cli(["analyze", str(tmp_path / "run"), "--window", "3", "--skip-bad", "--out", str(out)])
+    assert res.exit_code == 0 and "skipping" in res.output
+    assert len(pd.read_csv(out)) == len(traj) - 1 - 3
+
+
+def test_engine_errors_are_typed(tmp_path):
+    (tmp_path / "e").mkdir()
+    with pytest.raises(EmptyFolderError):
+        analyze_checkpoints(tmp_path / "e")
+    _write(tmp_path / "r", "safetensors")
+    st = dict(_trajectory()[0][1])
+    del st["norm.weight"]
+    save_file(st, str(tmp_path / "r" / "step_9999.safetensors"))
+    with pytest.raises(ShapeMismatchError, match="missing"):
+        analyze_checkpoints(tmp_path / "r")
+    with pytest.raises(ConfigError):
+        AnalysisConfig(windows=(1,))
+
+
+def test_demo_command_runs(tmp_path):
+    res = _cli(["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "demo" / "metrics.csv")
+    assert len(df) > 20 and df["gap_ratio"].notna().all()
