@@ -1,0 +1,218 @@
+"""transformers ``Trainer`` adapter: a callback that runs a :class:`Monitor` beside training.
+
+::
+
+    from spectral_edge.integrations.hf import SpectralEdgeCallback
+    trainer = Trainer(model, args, train_dataset=ds, callbacks=[SpectralEdgeCallback(windows=(10,), every=200)])
+    trainer.train()                                   # or trainer.train(resume_from_checkpoint=True)
+
+Which Trainer events are used, and why (checked against transformers 5.x ``Trainer._run_epoch``):
+
+- ``on_train_begin``: the model is on its device and, on resume, already loaded from the
+  checkpoint, and ``state.global_step`` is the step being resumed from. The monitor is
+  built here (``start_step=state.global_step``) and its saved state, if any, restored.
+- ``on_pre_optimizer_step``: once per real optimizer step (not per micro-batch under
+  gradient accumulation), after gradient clipping, before ``optimizer.step()``: the
+  gradient stream samples here (``gradients=True``). ``state.global_step`` still counts the
+  steps *before* this one, so the step being taken is ``global_step + 1``.
+- ``on_optimizer_step``: right after ``optimizer.step()``, once per real step, before the
+  scheduler and ``global_step += 1``: the update stream counts step ``global_step + 1``.
+- ``on_log``: the Trainer's logs (``learning_rate`` → ``lr``, ``loss``, ``grad_norm``,
+  ``eval_*``) are recorded as ``log`` rows at ``state.global_step``. With
+  ``trainer_log=True`` the newest ``sed/…``/``grad/…`` scalars are added to the Trainer's log
+  record (``state.log_history``) and to the ``logs`` dict seen by callbacks after this one.
+- ``on_save``: fires after ``checkpoint-<global_step>`` is written; the monitor state goes
+  next to it as ``spectral_edge_monitor.pt`` (plain tensors and numbers: loads with
+  ``torch.load(..., weights_only=True)``).
+- ``on_train_end``: closes the history file.
+
+Resume: the checkpoint folder is not passed to callbacks, so it is looked for in this order:
+the ``resume_from`` argument, ``args.resume_from_checkpoint``, then
+``<output_dir>/checkpoint-<global_step>`` (what ``train(resume_from_checkpoint=True)``
+picks). A state file whose step differs from ``state.global_step`` is not used.
+
+Only the world process zero writes the history, the loggers and the state file; the
+monitor itself handles ``torch.distributed`` (see :mod:`spectral_edge.monitor`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("spectral_edge.integrations.hf needs transformers: pip install 'spectral-edge[hf]'") from e
+
+from ..monitor import Monitor, logger_metrics
+
+__all__ = ["SpectralEdgeCallback", "MONITOR_STATE_NAME", "HISTORY_NAME"]
+
+#: File written into each ``checkpoint-<step>`` folder.
+MONITOR_STATE_NAME = "spectral_edge_monitor.pt"
+#: History file name used by ``history="auto"`` (inside ``args.output_dir``).
+HISTORY_NAME = "spectral_edge_history.jsonl"
+
+#: Trainer log keys copied into the monitor's ``log`` rows (Trainer name → history name).
+_LOG_KEYS = {"learning_rate": "lr", "loss": "loss", "grad_norm": "grad_norm"}
+
+
+class SpectralEdgeCallback(TrainerCallback):
+    """Runs a :class:`~spectral_edge.monitor.Monitor` inside a transformers ``Trainer``.
+
+    Parameters
+    ----------
+    monitor: a ready monitor to drive; without it one is built at ``on_train_begin`` for the
+        Trainer's model from ``monitor_kwargs``.
+    history: ``"auto"`` (``<output_dir>/spectral_edge_history.jsonl``), a path, or None
+        (rows kept in memory only).
+    loggers: metric sinks (``log_metrics(metrics, step)``), used on world process zero only.
+        ``history`` and ``loggers`` are ignored when ``monitor`` is given (it has its own).
+    trainer_log: also put the newest ``sed/…``/``grad/…`` scalars into the Trainer's logs.
+    resume_from: checkpoint folder to restore the monitor from (default: found, see module docs).
+    monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
+        ``gradients``, ``selection``…).
+    """
+
+    def __init__(
+        self,
+        monitor: Monitor | None = None,
+        *,
+        history: str | os.PathLike[str] | None = "auto",
+        loggers: Sequence[Any] = (),
+        trainer_log: bool = False,
+        resume_from: str | os.PathLike[str] | None = None,
+        **monitor_kwargs: Any,
+    ):
+        if monitor is not None and monitor_kwargs:
+            raise TypeError(f"pass either a monitor or Monitor arguments, not both (got {sorted(monitor_kwargs)})")
+        self.monitor: Monitor | None = monitor
+        self._given = monitor is not None
+        self.history = history
+        self.loggers = list(loggers)
+        self.trainer_log = trainer_log
+        self.resume_from = resume_from
+        self.monitor_kwargs = monitor_kwargs
+        self._pending: list[dict[str, Any]] = []  # rows not yet forwarded to the Trainer's logs
+
+    # ------------------------------------------------------------------ set-up
+    def _history_path(self, args: TrainingArguments) -> Path | None:
+        if self.history is None:
+            return None
+        if self.history == "auto":
+            return Path(args.output_dir) / HISTORY_NAME
+        return Path(self.history)
+
+    def _saved_state(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any] | None:
+        """The monitor state saved with the checkpoint being resumed, or None."""
+        if state.global_step == 0:
+            return None
+        candidates = [self.resume_from, getattr(args, "resume_from_checkpoint", None),
+                      os.path.join(args.output_dir, f"checkpoint-{state.global_step}")]
+        for folder in candidates:
+            if not isinstance(folder, (str, os.PathLike)):
+                continue
+            path = os.path.join(folder, MONITOR_STATE_NAME)
+            if not os.path.isfile(path):
+                continue
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if int(saved.get("global_step", -1)) == state.global_step:
+                return saved
+        warnings.warn(f"spectral-edge: resuming at step {state.global_step} without a saved monitor state "
+                      f"(no {MONITOR_STATE_NAME} for this step next to the checkpoint); the windows start empty",
+                      RuntimeWarning, stacklevel=2)
+        return None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       model: torch.nn.Module | None = None, **kwargs: Any) -> None:
+        """Fires once per ``train()`` call, after the model (and, on resume, the checkpoint)
+        is loaded: builds the monitor at ``state.global_step`` and restores its saved state."""
+        saved = self._saved_state(args, state)
+        if not self._given:
+            if model is None:
+                raise ValueError("SpectralEdgeCallback: the Trainer passed no model to on_train_begin")
+            zero = state.is_world_process_zero
+            self.monitor = Monitor(
+                model,
+                history=self._history_path(args) if zero else None,
+                loggers=self.loggers if zero else (),
+                start_step=state.global_step,
+                sample_initial=saved is None,
+                **self.monitor_kwargs,
+            )
+        assert self.monitor is not None
+        if saved is not None:
+            self.monitor.load_state_dict(saved)
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ per step
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                              **kwargs: Any) -> None:
+        """Fires once per real optimizer step, gradients clipped and not yet applied: the
+        gradient stream samples step ``global_step + 1`` when it is on the cadence."""
+        mon = self.monitor
+        step = state.global_step + 1
+        if mon is not None and mon.grads is not None and step % mon.every == 0:
+            self._keep(mon.sample_gradients(step))
+
+    def on_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                          **kwargs: Any) -> None:
+        """Fires right after each real ``optimizer.step()``: counts step ``global_step + 1``
+        (sampling the parameters when it is on the cadence)."""
+        if self.monitor is not None:
+            self._keep(self.monitor.step(state.global_step + 1))
+
+    def _keep(self, rows: list[dict[str, Any]]) -> None:
+        if self.trainer_log:
+            self._pending += rows
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """Fires when the Trainer logs: records lr/loss/grad_norm/eval_* at ``global_step``;
+        with ``trainer_log``, adds the newest monitor scalars to the Trainer's log record."""
+        mon = self.monitor
+        if mon is None or not logs or not state.is_world_process_zero:
+            return
+        metrics = {_LOG_KEYS.get(k, k): v for k, v in logs.items()
+                   if (k in _LOG_KEYS or k.startswith("eval_")) and _is_number(v)}
+        mon.log(step=state.global_step, **metrics)
+        if self.trainer_log and self._pending:
+            latest: dict[str, float] = {}
+            for _, m in sorted(logger_metrics(self._pending, mon.config.windows[0]).items()):
+                latest.update(m)
+            logs.update(latest)
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1].update(latest)
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ checkpoints & end
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        """Fires after ``checkpoint-<global_step>`` is written: saves the monitor state there."""
+        if self.monitor is None or not args.should_save:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if not os.path.isdir(folder):
+            warnings.warn(f"spectral-edge: checkpoint folder {folder} not found; monitor state not saved",
+                          RuntimeWarning, stacklevel=2)
+            return
+        path = os.path.join(folder, MONITOR_STATE_NAME)
+        tmp = path + ".tmp"
+        torch.save(self.monitor.state_dict(), tmp)
+        os.replace(tmp, path)  # a crash never leaves a half-written state file
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        """Fires at the end of ``train()``: closes the history (the rows stay inspectable)."""
+        if self.monitor is not None:
+            self.monitor.close()
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

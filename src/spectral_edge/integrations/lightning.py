@@ -1,0 +1,155 @@
+"""Lightning adapter: a callback that runs a :class:`Monitor` once per optimizer step.
+
+::
+
+    from spectral_edge.integrations.lightning import SpectralEdgeCallback
+    trainer = L.Trainer(max_steps=10_000, accumulate_grad_batches=4,
+                        callbacks=[SpectralEdgeCallback(windows=(10,), every=200)])
+    trainer.fit(module)                                  # or trainer.fit(module, ckpt_path="last")
+
+Which Lightning hooks are used, and why (checked against lightning 2.x):
+
+- ``on_train_start``: weights, optimizer and loop counters are restored by then (on
+  resume too), so the monitor is built here for ``pl_module`` at ``trainer.global_step``,
+  and a state restored from the checkpoint (``load_state_dict``) is applied to it.
+- ``on_before_optimizer_step``: Lightning calls it once per real optimizer step (after the
+  closure has run forward and backward for the last micro-batch, gradients unscaled, before
+  gradient clipping and ``optimizer.step``). The gradient stream samples step
+  ``trainer.global_step + 1`` here. A torch optimizer pre-step hook would be too early:
+  Lightning runs the closure (and so ``backward``) inside ``optimizer.step``.
+- ``on_train_batch_end``: fires once per micro-batch. The update stream counts a step only
+  when ``trainer.global_step`` moved since the last call, so with
+  ``accumulate_grad_batches=k`` it acts k times less often than the hook fires, and steps
+  are numbered by ``trainer.global_step`` (one optimizer assumed: with several, global_step
+  advances by their number per batch).
+- ``state_dict`` / ``load_state_dict``: Lightning stores the returned dict in its
+  checkpoints (``checkpoint["callbacks"][state_key]``) and hands it back on resume, before
+  ``on_train_start``.
+- ``on_train_end``: closes the history file.
+
+Only global rank zero writes the history and the loggers; the monitor itself handles
+``torch.distributed`` (see :mod:`spectral_edge.monitor`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    import lightning.pytorch as pl
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("spectral_edge.integrations.lightning needs lightning: pip install 'spectral-edge[lightning]'") from e
+
+from ..monitor import Monitor
+
+__all__ = ["SpectralEdgeCallback", "HISTORY_NAME"]
+
+#: History file name used by ``history="auto"`` (inside ``trainer.default_root_dir``).
+HISTORY_NAME = "spectral_edge_history.jsonl"
+
+
+class SpectralEdgeCallback(pl.Callback):
+    """Runs a :class:`~spectral_edge.monitor.Monitor` inside a Lightning ``Trainer``.
+
+    Parameters
+    ----------
+    history: ``"auto"`` (``<default_root_dir>/spectral_edge_history.jsonl``), a path, or
+        None (rows kept in memory only).
+    loggers: metric sinks (``log_metrics(metrics, step)``), used on global rank zero only.
+    log_lr: record the first optimizer's learning rate as a ``log`` row at sampled steps.
+    monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
+        ``gradients``, ``selection``…).
+    """
+
+    def __init__(
+        self,
+        *,
+        history: str | os.PathLike[str] | None = "auto",
+        loggers: Sequence[Any] = (),
+        log_lr: bool = True,
+        **monitor_kwargs: Any,
+    ):
+        self.history = history
+        self.loggers = list(loggers)
+        self.log_lr = log_lr
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: Monitor | None = None
+        self._restored: dict[str, Any] | None = None  # state handed over by load_state_dict
+        self._last_step: int = -1
+
+    def _history_path(self, trainer: pl.Trainer) -> Path | None:
+        if self.history is None:
+            return None
+        if self.history == "auto":
+            return Path(trainer.default_root_dir) / HISTORY_NAME
+        return Path(self.history)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Fires once per ``fit`` after everything is restored: builds the monitor at
+        ``trainer.global_step`` and applies the checkpointed state, if any."""
+        zero = trainer.is_global_zero
+        restored = self._restored
+        if restored is not None and restored.get("global_step") != trainer.global_step:
+            warnings.warn(f"spectral-edge: the checkpointed monitor state is at step {restored.get('global_step')}, "
+                          f"the trainer at {trainer.global_step}; starting with empty windows",
+                          RuntimeWarning, stacklevel=2)
+            restored = None
+        self.monitor = Monitor(
+            pl_module,
+            history=self._history_path(trainer) if zero else None,
+            loggers=self.loggers if zero else (),
+            start_step=trainer.global_step,
+            sample_initial=restored is None,
+            log_lr=False,  # the monitor is not attached to the optimizer; lr is logged below
+            **self.monitor_kwargs,
+        )
+        if restored is not None:
+            self.monitor.load_state_dict(restored)
+        self._restored = None
+        self._last_step = trainer.global_step
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        """Fires once per real optimizer step, before clipping and the step: the gradient
+        stream samples step ``global_step + 1`` when it is on the cadence."""
+        mon = self.monitor
+        step = trainer.global_step + 1
+        if mon is not None and mon.grads is not None and step % mon.every == 0:
+            mon.sample_gradients(step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        """Fires after every micro-batch; acts only when an optimizer step was taken
+        (``trainer.global_step`` moved): counts that step and samples on the cadence."""
+        mon = self.monitor
+        step = trainer.global_step
+        if mon is None or step == self._last_step:
+            return
+        self._last_step = step
+        mon.step(step)
+        if self.log_lr and step % mon.every == 0 and trainer.optimizers:
+            lr = trainer.optimizers[0].param_groups[0].get("lr")
+            if lr is not None:
+                mon.log(step=step, lr=float(lr))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Fires at the end of ``fit``: closes the history (the rows stay inspectable)."""
+        if self.monitor is not None:
+            self.monitor.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The monitor state, stored by Lightning in every checkpoint."""
+        if self.monitor is not None:
+            return self.monitor.state_dict()
+        return dict(self._restored or {})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Called by Lightning on resume, before ``on_train_start``: keeps the state until
+        the monitor is built there."""
+        self._restored = dict(state_dict) if state_dict else None
