@@ -141,6 +141,8 @@ class Monitor:
         self.pg = process_group
         self.mode = self._dist_mode(distributed)
         self.rank = torch.distributed.get_rank(self.pg) if self.mode else 0
+        #: bytes this process has all-reduced (sharded mode only; replicated mode sends nothing)
+        self.bytes_communicated = 0
         infos = {n: (tuple(self._global_shape(p)), p.dtype) for n, p in self._params.items()}
         n_params = sum(math.prod(s) for s, _ in infos.values())
         spec = resolve_sketch(sketch, n_params, max(windows), 2 if gradients else 1)
@@ -185,7 +187,10 @@ class Monitor:
 
     # ------------------------------------------------------------------ sampling
     def _pieces(self, use_grad: bool) -> Iterator[tuple[str, torch.Tensor, int]]:
-        """(name, local tensor, global flat offset) for every selected parameter (or gradient)."""
+        """(name, local tensor, global flat offset) for every selected parameter (or gradient).
+
+        In sharded mode a plain (non-DTensor) tensor is taken to be replicated and only rank 0
+        contributes it, so the all-reduce counts it once."""
         wanted = self.updates.shapes
         for name, p in self._params.items():
             if name not in wanted:
@@ -196,23 +201,21 @@ class Monitor:
             t = t.detach()
             if _is_dtensor(t):
                 yield from _dtensor_pieces(name, t)
-            else:
+            elif self.mode != "sharded" or self.rank == 0:
                 yield name, t, 0
 
     def _sketch(self, analyzer: TrajectoryAnalyzer, use_grad: bool) -> dict[str, torch.Tensor] | None:
         """Sketch the current parameters (or gradients); None if a tensor is non-finite."""
+        from .integrations.distributed import add_piece
+
         sk = analyzer.sketcher
-        device = next(iter(self._params.values())).device
-        if _is_dtensor(next(iter(self._params.values()))):
-            device = next(iter(self._params.values())).to_local().device
+        first = next(iter(self._params.values()))
+        device = first.to_local().device if _is_dtensor(first) else first.device
         accs = sk.begin(device)
         try:
             with torch.no_grad():
                 for name, t, off in self._pieces(use_grad):
-                    if off == 0 and t.numel() == sk.numels[name]:
-                        sk.add(accs, name, t)
-                    else:
-                        sk.add(accs, name, t.reshape(-1), off)
+                    add_piece(sk, accs, name, t, off)  # also takes a first shard (offset 0, partial)
         except NonFiniteError as e:
             if self.mode == "sharded":  # every rank must still join the all-reduce
                 accs = {g: torch.full_like(a, float("nan")) for g, a in accs.items()}
@@ -227,21 +230,10 @@ class Monitor:
 
     def _allreduce(self, sketches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum the per-rank sketches: one all-reduce of (groups × d) float64 numbers."""
-        import torch.distributed as dist
+        from .integrations.distributed import allreduce_sketches
 
-        keys = list(sketches)
-        flat = torch.cat([sketches[k].reshape(-1) for k in keys])
-        backend = dist.get_backend(self.pg)
-        if backend == "nccl" and flat.device.type == "cpu":
-            flat = flat.cuda()
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.pg)
-        flat = flat.cpu()
-        out, pos = {}, 0
-        for k in keys:
-            n = sketches[k].numel()
-            out[k] = flat[pos : pos + n]
-            pos += n
-        self.bytes_communicated = getattr(self, "bytes_communicated", 0) + flat.numel() * flat.element_size()
+        out = allreduce_sketches(sketches, self.pg)
+        self.bytes_communicated += sum(v.numel() * v.element_size() for v in out.values())
         return out
 
     def _nonfinite(self, e: NonFiniteError, use_grad: bool) -> None:
@@ -449,35 +441,8 @@ def _is_dtensor(t: Any) -> bool:
 
 
 def _dtensor_pieces(name: str, t: Any) -> Iterator[tuple[str, torch.Tensor, int]]:
-    """Local shard of a DTensor as contiguous runs of the global flat index."""
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    """Local shard of a DTensor as contiguous runs of the global flat index
+    (see :func:`spectral_edge.integrations.distributed.dtensor_pieces`)."""
+    from .integrations.distributed import dtensor_pieces
 
-    shape = tuple(t.shape)
-    local = t.to_local()
-    lshape, goff = compute_local_shape_and_global_offset(shape, t.device_mesh, t.placements)
-    if local.numel() == 0:
-        return
-    local = local.reshape(lshape)
-    strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
-    # leading dims where the shard is partial force several runs; trailing full dims are contiguous
-    k = len(shape)
-    while k > 0 and lshape[k - 1] == shape[k - 1] and goff[k - 1] == 0:
-        k -= 1
-    if k <= 1:
-        base = sum(o * s for o, s in zip(goff, strides))
-        yield name, local.reshape(-1), base
-        return
-    lead = lshape[: k - 1]
-    for idx in _ndindex(lead):
-        run = local[idx].reshape(-1)
-        base = sum((i + o) * s for i, o, s in zip(idx, goff, strides)) + goff[k - 1] * strides[k - 1]
-        yield name, run, base
-
-
-def _ndindex(shape: Sequence[int]) -> Iterator[tuple[int, ...]]:
-    if not shape:
-        yield ()
-        return
-    for i in range(shape[0]):
-        for rest in _ndindex(shape[1:]):
-            yield (i, *rest)
+    return dtensor_pieces(name, t)
