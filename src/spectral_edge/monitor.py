@@ -153,6 +153,7 @@ class Monitor:
         self.global_step = int(start_step)
         self._history_path = None if history is None else Path(history)
         self._history: HistoryWriter | None = None
+        self._history_started = False  # once written, a reopened history appends
         self._optimizer: torch.optim.Optimizer | None = None
         if sample_initial:
             self._sample(self.global_step)
@@ -291,17 +292,27 @@ class Monitor:
                     rows.append(row)
         return rows
 
-    def _pre_step(self) -> None:
-        if self.grads is not None and (self.global_step + 1) % self.every == 0:
-            self.sample_gradients(self.global_step + 1)
+    def pre_step(self, step: int | None = None) -> list[Row]:
+        """Call just before optimizer step ``step`` (default: the next one) is applied: samples
+        the gradient stream when that step is on the cadence. :meth:`attach` does it for you."""
+        step = self.global_step + 1 if step is None else int(step)
+        if self.grads is not None and step % self.every == 0:
+            return self.sample_gradients(step)
+        return []
+
+    def _pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.pre_step()  # a step pre-hook must return None (or replacement args)
+
+    def _post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.step()
 
     def attach(self, optimizer: torch.optim.Optimizer) -> _Handle:
         """Install optimizer step hooks: gradients before the step (if enabled), sampling
         after it. Returns a handle whose ``remove()`` detaches the monitor."""
         self._optimizer = optimizer
-        handles = [optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())]
+        handles = [optimizer.register_step_post_hook(self._post_hook)]
         if self.grads is not None:
-            handles.append(optimizer.register_step_pre_hook(lambda opt, args, kwargs: self._pre_step()))
+            handles.append(optimizer.register_step_pre_hook(self._pre_hook))
         return _Handle(handles)
 
     # ------------------------------------------------------------------ history & loggers
@@ -319,13 +330,14 @@ class Monitor:
                     "every": self.every, "gradients": self.gradients, "n_parameters": self.n_parameters,
                     "groups": self.updates.groups, "distributed": self.mode}
             self._history = HistoryWriter(self._history_path, meta, mode=mode)
+            self._history_started = True
 
     def _record(self, rows: list[Row]) -> None:
         if not rows or not self.is_recorder:
             return
         if self.keep_rows:
             self.rows.extend(rows)
-        self._open_history("w")
+        self._open_history("a" if self._history_started else "w")
         if self._history is not None:
             self._history.write(rows)
         if self.loggers:

@@ -353,7 +353,7 @@ def case_bytes(rank: int, out: Path) -> dict[str, Any]:
             if gradients:
                 for _, p in params:
                     p.grad = torch.ones_like(p)
-                mon._pre_step()
+                mon.pre_step()
             mon.step()
         n_samples = 1 + steps // 2 + (steps // 2 if gradients else 0)
         dims = mon.updates.sketcher.dims

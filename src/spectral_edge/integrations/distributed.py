@@ -170,36 +170,12 @@ def block_runs(name: str, block: torch.Tensor, shape: Sequence[int], offset: Seq
 # ---------------------------------------------------------------------------- sketching
 def add_piece(sketcher: GroupSketcher, accs: dict[str, torch.Tensor], name: str, values: torch.Tensor,
               offset: int = 0) -> None:
-    """``accs += S · piece`` for ``values`` at global flat ``offset`` of tensor ``name``.
-
-    Unlike ``GroupSketcher.add`` this accepts a partial piece at offset 0 (the first shard),
-    which ``add`` reads as a whole tensor of the wrong size. Raises NonFiniteError on NaN/Inf."""
-    total = sketcher.numels.get(name)
-    if total is None:
+    """``accs += S · piece`` for ``values`` at global flat ``offset`` of tensor ``name``
+    (any piece, including a partial first shard at offset 0). Raises NonFiniteError on NaN/Inf."""
+    if name not in sketcher.numels:
         raise ConfigError(f"tensor {name!r} is not in the parameter selection")
-    n = values.numel()
-    offset = int(offset)
-    if offset < 0 or offset + n > total:
-        raise ConfigError(f"tensor {name!r}: entries [{offset}, {offset + n}) fall outside its {total} elements")
-    if n == 0:
-        return
-    if offset != 0 or n == total:
-        sketcher.add(accs, name, values if n == total else values.reshape(-1), offset)
-        return
-    # A leading partial piece: the same steps as GroupSketcher.add, without its whole-tensor check.
-    flat = values.reshape(-1)
-    group = sketcher._group_of[name]
-    if sketcher.spec.family == "exact":
-        if not bool(torch.isfinite(flat).all()):
-            raise NonFiniteError(None, f"tensor {name!r} holds NaN or Inf")
-        sketcher.sketches["all"].add(accs["all"], name, flat, 0)
-        if group != "all":
-            sketcher.sketches[group].add(accs[group], name, flat, 0)
-        return
-    key = group if sketcher._split else "all"
-    sketcher.sketches[key].add(accs[key], name, flat, 0)
-    if not bool(torch.isfinite(accs[key]).all()):
-        raise NonFiniteError(None, f"tensor {name!r} holds NaN or Inf")
+    if values.numel():
+        sketcher.add(accs, name, values.reshape(-1), int(offset))
 
 
 def _analyzer(target: Target, gradients: bool) -> TrajectoryAnalyzer:

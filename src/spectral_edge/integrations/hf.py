@@ -156,10 +156,8 @@ class SpectralEdgeCallback(TrainerCallback):
                               **kwargs: Any) -> None:
         """Fires once per real optimizer step, gradients clipped and not yet applied: the
         gradient stream samples step ``global_step + 1`` when it is on the cadence."""
-        mon = self.monitor
-        step = state.global_step + 1
-        if mon is not None and mon.grads is not None and step % mon.every == 0:
-            self._keep(mon.sample_gradients(step))
+        if self.monitor is not None:
+            self._keep(self.monitor.pre_step(state.global_step + 1))
 
     def on_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                           **kwargs: Any) -> None:

@@ -118,10 +118,8 @@ class SpectralEdgeCallback(pl.Callback):
                                  optimizer: torch.optim.Optimizer) -> None:
         """Fires once per real optimizer step, before clipping and the step: the gradient
         stream samples step ``global_step + 1`` when it is on the cadence."""
-        mon = self.monitor
-        step = trainer.global_step + 1
-        if mon is not None and mon.grads is not None and step % mon.every == 0:
-            mon.sample_gradients(step)
+        if self.monitor is not None:
+            self.monitor.pre_step(trainer.global_step + 1)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:

@@ -73,14 +73,14 @@ class GroupSketcher:
         return {g: self.sketches[g].new_accumulator(device) for g in groups}
 
     def add(self, accs: dict[str, torch.Tensor], name: str, values: torch.Tensor, offset: int = 0) -> None:
-        """Add (part of) tensor ``name``; raises NonFiniteError if it holds NaN/Inf."""
+        """Add tensor ``name``, or the piece of it at global flat ``offset`` (a shard); raises
+        NonFiniteError if it holds NaN/Inf."""
         g = self._group_of.get(name)
         if g is None:
             raise ConfigError(f"tensor {name!r} is not in the parameter selection")
-        if offset == 0 and values.numel() != self.numels[name]:
-            raise ConfigError(
-                f"tensor {name!r} has {values.numel()} elements, expected {self.numels[name]}"
-            )
+        n, total = values.numel(), self.numels[name]
+        if offset < 0 or offset + n > total:
+            raise ConfigError(f"tensor {name!r}: entries [{offset}, {offset + n}) fall outside its {total} elements")
         if self.spec.family == "exact":
             if not bool(torch.isfinite(values).all()):
                 raise NonFiniteError(None, f"tensor {name!r} holds NaN or Inf")
