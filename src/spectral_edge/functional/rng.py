@@ -67,15 +67,3 @@ def normals(key: int, start: int, count: int) -> np.ndarray:
     u1 = ((h >> np.uint64(32)).astype(np.float64) + 0.5) * _TWO_POW_M32  # in (0, 1)
     u2 = (h & np.uint64(0xFFFFFFFF)).astype(np.float64) * _TWO_POW_M32
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-
-
-def buckets(key: int, start: int, count: int, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """CountSketch hash: bucket in [0, n_buckets) and sign ±1 for each index, from one hash.
-
-    The bucket uses the high 32 bits (multiply-shift, no modulo bias beyond 2**-32), the sign
-    the lowest bit. Returns (int64 buckets, float64 signs), each of shape (count,).
-    """
-    h = hash_u64(key, start, count)
-    b = ((h >> np.uint64(32)) * np.uint64(n_buckets)) >> np.uint64(32)
-    s = 1.0 - 2.0 * (h & np.uint64(1)).astype(np.float64)
-    return b.astype(np.int64), s

@@ -22,17 +22,27 @@ Families
     No projection: y is θ itself (float64). For small models; everything is exact.
 ``fold`` (default)
     Two stages. (1) Fold: cut each tensor's flat index into chunks of B (a prime) and add
-    every chunk, times a seeded ±1 per (name, chunk), into B float64 buckets. That is one
-    GEMV per tensor, ``z += sᵀ X`` with X the (chunks, B) view of the tensor: a single
-    streaming read. (2) Project: ``y = Gᵀ z`` with a fixed seeded Gaussian G (B, d),
-    N(0, 1/d). Overall S = Gᵀ F is a JL-type map with E[SᵀS] = I. B prime keeps chunks
+    every chunk, times a seeded ±1 per (name, chunk), into B float64 buckets; then multiply
+    bucket j by a seeded ±1 per (name, j). That is one GEMV per tensor, ``z += sᵀ X`` with X
+    the (chunks, B) view of the tensor (a single streaming read), and an O(B) product.
+    (2) Project: ``y = Gᵀ z`` with a fixed seeded Gaussian G (B, d), N(0, 1/d). Overall
+    ``S[:, (t, i)] = s_{t, i div B} · R[(i mod B + h_t) mod B] · G[i mod B]`` is a JL-type map
+    with E[SᵀS] = I. Chunk signs decorrelate the chunks of one tensor; B prime keeps chunks
     from lining up with the rows of weight matrices (a power-of-two B would fold every row of
-    a 512-wide matrix onto the same buckets and lose the random mixing).
+    a 512-wide matrix onto the same buckets); the per-tensor bucket signs (a shifted copy of
+    one random pattern R) decorrelate different tensors that share buckets, such as the
+    query, key and value updates of one layer (same input, same layout), or the many small
+    tensors that fit in a single chunk.
 ``gaussian``
-    Dense Gaussian JL, entries N(0, 1/d) generated on the fly from (seed, name, index). The
-    accuracy reference; O(P·d) work per sample (the authors' method).
+    Dense Gaussian JL, entries N(0, 1/d) generated on the fly, block by block, from a
+    generator keyed by (seed, name, block index). The accuracy reference; O(P·d) work per
+    sample (the authors' method).
 ``countsketch``
     Classic CountSketch: each entry goes to one seeded bucket of d with a seeded sign.
+
+Reproducibility: fold's signs and projection come from a counter-based hash (identical on
+every platform and version); gaussian and countsketch use torch's CPU generator per block of
+entries, which is reproducible for a given torch version.
 
 Precision
 ---------
@@ -79,6 +89,13 @@ def _dtype(name: str) -> torch.dtype:
     raise ConfigError(f"accumulation dtype must be 'float64' or 'float32', got {name!r}")
 
 
+def _rows(named_rows: Mapping[str, torch.Tensor]) -> int:
+    sizes = {int(v.shape[0]) for v in named_rows.values()}
+    if len(sizes) > 1:
+        raise ConfigError(f"sketch_rows: tensors have different numbers of rows {sorted(sizes)}")
+    return sizes.pop() if sizes else 0
+
+
 class Sketch(ABC):
     """A seeded linear map from named parameter tensors to R^dim (see module docs)."""
 
@@ -121,6 +138,16 @@ class Sketch(ABC):
         if acc is None:
             acc = self.new_accumulator()
         return self.finish(acc)
+
+    def sketch_rows(self, named_rows: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Sketch T vectors at once: ``named_rows[name]`` is (T, numel of name) and row t of
+        every tensor forms vector t. Returns (T, dim) float64. Same numbers as sketching each
+        vector alone; families with costly randomness override it to draw it once."""
+        T = _rows(named_rows)
+        out = []
+        for t in range(T):
+            out.append(self({n: v[t] for n, v in named_rows.items()}))
+        return torch.stack(out) if out else torch.zeros(0, self.dim, dtype=torch.float64)
 
     def config(self) -> dict[str, Any]:
         """Everything that defines the map (family, dim, seed, family options)."""
@@ -195,7 +222,8 @@ class FoldSketch(Sketch):
         self.buckets = int(buckets)
         self.block_rows = max(1, int(block_elems) // self.buckets)
         self._proj: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-        self._bufs: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._bufs: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._rsign: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
     @property
     def acc_size(self) -> int:
@@ -216,13 +244,28 @@ class FoldSketch(Sketch):
         """The ±1 of chunks [first, first+count) of tensor ``name``: shape (count,)."""
         return rng.signs(rng.stable_key(self.seed, "fold-sign", name), first, count)
 
-    def _buffer(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reusable (block_rows, B) upcast buffer and a (1, B) product buffer. Allocating
-        them per block would cost a fresh mmap and page faults every megabyte."""
+    def bucket_signs(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The fixed ±1 pattern R over buckets, stored twice, shape (2B,): tensor ``name`` uses
+        ``R[(j + h_name) mod B]`` at bucket j, i.e. the slice ``[h_name, h_name + B)``."""
+        dev = torch.device(device)
+        key = (str(dev), self._acc_dtype)
+        if key not in self._rsign:
+            r = rng.signs(rng.stable_key(self.seed, "fold-bucket-sign", self.buckets), 0, self.buckets)
+            self._rsign[key] = torch.from_numpy(np.concatenate([r, r])).to(device=dev, dtype=self._acc_dtype)
+        return self._rsign[key]
+
+    def shift(self, name: str) -> int:
+        """h_name ∈ [0, B): where tensor ``name`` starts reading the bucket-sign pattern."""
+        return rng.stable_key(self.seed, "fold-shift", name) % self.buckets
+
+    def _buffer(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reusable buffers: (block_rows, B) upcast, (1, B) product, (B,) per-piece fold.
+        Allocating them per block would cost a fresh mmap and page faults every megabyte."""
         key = (str(device), dtype)
         if key not in self._bufs:
             self._bufs[key] = (torch.empty(self.block_rows, self.buckets, dtype=dtype, device=device),
-                               torch.empty(1, self.buckets, dtype=dtype, device=device))
+                               torch.empty(1, self.buckets, dtype=dtype, device=device),
+                               torch.empty(self.buckets, dtype=dtype, device=device))
         return self._bufs[key]
 
     def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
@@ -235,34 +278,37 @@ class FoldSketch(Sketch):
         c0, c1 = i0 // B, (i1 - 1) // B  # first and last chunk touched
         signs = self.chunk_signs(name, c0, c1 - c0 + 1)
         dt = acc.dtype
-        pos = 0  # position in flat
-        # head: a partial first chunk
+        buf, prod, z = self._buffer(acc.device, dt)
         j0 = i0 % B
-        if j0 or n < B:
-            take = min(n, B - j0)
-            acc[j0 : j0 + take].add_(flat[:take].to(dt), alpha=float(signs[0]))
-            pos = take
-        # middle: whole chunks, as a (rows, B) matrix folded block by block: z += sᵀ X
-        full = (n - pos) // B
+        head = min(n, B - j0) if (j0 or n < B) else 0  # a partial first chunk
+        full = (n - head) // B  # whole chunks
+        tail = n - head - full * B  # a partial last chunk, from bucket 0
+        # buckets this piece touches: [j0, j0+head) ∪ [0, B) if full ∪ [0, tail)
+        lo, hi = (j0, j0 + head) if head else (B, 0)
         if full:
-            c_first = (i0 + pos) // B - c0
+            lo, hi = 0, B
+        if tail:
+            lo, hi = 0, max(hi, tail)
+        z[lo:hi].zero_()
+        if head:
+            z[j0 : j0 + head].add_(flat[:head].to(dt), alpha=float(signs[0]))
+        if full:  # (rows, B) view folded block by block: z += sᵀ X
+            c_first = (i0 + head) // B - c0
             s = torch.from_numpy(signs[c_first : c_first + full]).to(device=acc.device, dtype=dt)
-            X = flat[pos : pos + full * B].view(full, B)
-            buf, prod = self._buffer(acc.device, dt)
-            step = self.block_rows
-            for r in range(0, full, step):
-                rows = min(step, full - r)
+            X = flat[head : head + full * B].view(full, B)
+            for r in range(0, full, self.block_rows):
+                rows = min(self.block_rows, full - r)
                 if X.dtype == dt:
                     blk = X[r : r + rows]
                 else:
                     blk = buf[:rows]
                     blk.copy_(X[r : r + rows])
                 torch.mm(s[r : r + rows].view(1, rows), blk, out=prod)  # (1, B)
-                acc.add_(prod[0])
-            pos += full * B
-        # tail: a partial last chunk, starting at bucket 0
-        if pos < n:
-            acc[: n - pos].add_(flat[pos:].to(dt), alpha=float(signs[-1]))
+                z.add_(prod[0])
+        if tail:
+            z[:tail].add_(flat[n - tail :].to(dt), alpha=float(signs[-1]))
+        h = self.shift(name)
+        acc[lo:hi].addcmul_(z[lo:hi], self.bucket_signs(acc.device)[lo + h : hi + h])
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
         G = self.projection(acc.device)
@@ -272,50 +318,100 @@ class FoldSketch(Sketch):
         return {"family": self.family, "dim": self.dim, "seed": self.seed, "buckets": self.buckets}
 
 
-class GaussianSketch(Sketch):
-    """Dense Gaussian JL: ``S[a, (name, i)] ~ N(0, 1/d)`` from hash(seed, name, i·d + a).
+def _block_generator(seed: int, label: str, name: str, block: int) -> torch.Generator:
+    """A CPU generator seeded by hash(seed, label, name, block): position-addressable
+    randomness at block granularity (torch's generators cannot skip ahead)."""
+    g = torch.Generator()
+    g.manual_seed(rng.stable_key(seed, label, name, block) & ((1 << 63) - 1))
+    return g
 
-    O(P·d) hashing per sample: the accuracy reference, not for large models.
+
+class _BlockedSketch(Sketch):
+    """Families whose randomness comes in blocks of ``block`` consecutive entries of a tensor.
+
+    Entry (name, i) belongs to block i // block and draws from that block's own generator,
+    so any chunk or shard reproduces exactly the entries it covers.
+    """
+
+    label: ClassVar[str]
+
+    def __init__(self, dim: int, seed: int, accum_dtype: str, block: int):
+        super().__init__(dim, seed, accum_dtype)
+        self.block = int(block)
+
+    @abstractmethod
+    def _draw(self, gen: torch.Generator, count: int) -> Any:
+        """The random structure of the first ``count`` entries of a block (or all of it)."""
+
+    @abstractmethod
+    def _apply(self, acc: torch.Tensor, x: torch.Tensor, drawn: Any, lo: int, hi: int) -> None:
+        """acc += contribution of x, the entries [lo, hi) of a block."""
+
+    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
+        flat = self._flat(values)
+        n, L = flat.numel(), self.block
+        pos = 0
+        while pos < n:
+            i = int(offset) + pos
+            b, lo = divmod(i, L)
+            hi = min(L, lo + (n - pos))
+            drawn = self._draw(_block_generator(self.seed, self.label, name, b), hi)
+            self._apply(acc, flat[pos : pos + hi - lo].to(acc.dtype), drawn, lo, hi)
+            pos += hi - lo
+
+
+class GaussianSketch(_BlockedSketch):
+    """Dense Gaussian JL: ``S[a, (name, i)] ~ N(0, 1/d)``, drawn block by block.
+
+    O(P·d) random numbers per sample: the accuracy reference, not for large models (the
+    authors' method; about as fast as theirs here).
     """
 
     family = "gaussian"
+    label = "gaussian"
 
-    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block_entries: int = 1 << 22):
-        super().__init__(dim, seed, accum_dtype)
-        self.block_rows = max(1, int(block_entries) // self.dim)
+    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block: int = 4096):
+        super().__init__(dim, seed, accum_dtype, block)
+        self._scale = 1.0 / math.sqrt(self.dim)
 
-    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
-        flat = self._flat(values)
-        key = rng.stable_key(self.seed, "gaussian", name)
-        d = self.dim
-        scale = 1.0 / math.sqrt(d)
-        for r in range(0, flat.numel(), self.block_rows):
-            x = flat[r : r + self.block_rows]
-            L = x.numel()
-            g = rng.normals(key, (offset + r) * d, L * d).reshape(L, d)
-            g *= scale
-            G = torch.from_numpy(g).to(device=acc.device, dtype=acc.dtype)
-            acc.add_(x.to(acc.dtype) @ G)
+    def _draw(self, gen: torch.Generator, count: int) -> torch.Tensor:
+        # always the whole block: torch.randn's output is not prefix-stable in its length
+        return torch.randn(self.block, self.dim, generator=gen, dtype=torch.float32)  # (L, d)
+
+    def _apply(self, acc: torch.Tensor, x: torch.Tensor, drawn: torch.Tensor, lo: int, hi: int) -> None:
+        G = drawn[lo:hi].to(device=acc.device, dtype=acc.dtype)
+        acc.add_(x @ G, alpha=self._scale)
+
+    def sketch_rows(self, named_rows: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(T, dim) sketches of T vectors, drawing each block of G once for all rows."""
+        T = _rows(named_rows)
+        out = torch.zeros(T, self.dim, dtype=self._acc_dtype)
+        for name, v in named_rows.items():
+            X = v.detach().reshape(T, -1)
+            for b, lo in enumerate(range(0, X.shape[1], self.block)):
+                G = self._draw(_block_generator(self.seed, self.label, name, b), self.block)
+                hi = min(X.shape[1], lo + self.block)
+                out.add_(X[:, lo:hi].to(out.dtype) @ G[: hi - lo].to(out.dtype), alpha=self._scale)
+        return out.to(torch.float64)
 
 
-class CountSketch(Sketch):
-    """CountSketch: entry (name, i) goes to bucket h(i) ∈ [0, d) with sign s(i), both seeded."""
+class CountSketch(_BlockedSketch):
+    """CountSketch: entry (name, i) goes to a seeded bucket h(i) ∈ [0, d) with a seeded sign."""
 
     family = "countsketch"
+    label = "countsketch"
 
-    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block_elems: int = 1 << 20):
-        super().__init__(dim, seed, accum_dtype)
-        self.block_elems = int(block_elems)
+    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block: int = 1 << 16):
+        super().__init__(dim, seed, accum_dtype, block)
 
-    def add(self, acc: torch.Tensor, name: str, values: torch.Tensor, offset: int = 0) -> None:
-        flat = self._flat(values)
-        key = rng.stable_key(self.seed, "countsketch", name)
-        for r in range(0, flat.numel(), self.block_elems):
-            x = flat[r : r + self.block_elems]
-            b, sg = rng.buckets(key, offset + r, x.numel(), self.dim)
-            bt = torch.from_numpy(b).to(acc.device)
-            st = torch.from_numpy(sg).to(device=acc.device, dtype=acc.dtype)
-            acc.index_add_(0, bt, x.to(acc.dtype) * st)
+    def _draw(self, gen: torch.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # randint fills sequentially, so the first `count` draws equal those of the whole block
+        h = torch.randint(0, 2 * self.dim, (count,), generator=gen)  # bucket and sign in one draw
+        return h % self.dim, 1.0 - 2.0 * (h // self.dim).to(torch.float64)
+
+    def _apply(self, acc: torch.Tensor, x: torch.Tensor, drawn: Any, lo: int, hi: int) -> None:
+        buckets, signs = drawn
+        acc.index_add_(0, buckets[lo:hi].to(acc.device), x * signs[lo:hi].to(device=acc.device, dtype=acc.dtype))
 
 
 @dataclass(frozen=True)
