@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import torch
 
-from ..errors import ConfigError, NonFiniteError
+from ..errors import ConfigError
 from ..selection import normalize_name
 
 if TYPE_CHECKING:  # pragma: no cover
