@@ -273,3 +273,32 @@ def test_history_survives_sigkill(tmp_path):
     assert logged[:40] == list(range(1, 41))  # nothing before the kill is lost
     sed_steps = df[df.kind == "sed"]["step"].astype(int).tolist()
     assert sed_steps == list(range(2, 2 + len(sed_steps)))  # no gap, no torn row
+
+
+def test_detectors_see_rows_and_their_events_are_recorded(tmp_path):
+    class FirstK2:
+        name = "first-k2"
+
+        def __init__(self):
+            self.fired = False
+
+        def update(self, rows):
+            for r in rows:
+                if r["kind"] == "sed" and not self.fired:
+                    self.fired = True
+                    return [{"step": r["step"], "event": "alarm", "detector": self.name}]
+            return []
+
+        def state_dict(self):
+            return {"fired": self.fired}
+
+        def load_state_dict(self, s):
+            self.fired = s["fired"]
+
+    det = FirstK2()
+    _, mon, _ = _train(10, dict(windows=(3,), every=2, sketch="exact", detectors=[det],
+                                history=tmp_path / "h.jsonl"))
+    mon.close()
+    ev = read_history(tmp_path / "h.jsonl", kind="event")
+    assert len(ev) == 1 and ev["event"].iloc[0] == "alarm" and ev["step"].iloc[0] == 6
+    assert mon.state_dict()["detectors"] == {"first-k2": {"fired": True}}

@@ -84,6 +84,9 @@ class Monitor:
     history: path of the JSON-lines history file (None: keep rows in memory only).
     loggers: objects with ``log_metrics(metrics: dict, step: int)`` (TensorBoard, W&B…).
     probes: :class:`~spectral_edge.probes.base.Probe` objects run on their own schedule.
+    detectors: online detectors, objects with ``update(rows) -> list of event rows`` (and
+        optionally ``state_dict``/``load_state_dict`` and a ``name``): they see every row
+        the monitor records, and the events they return are recorded too (alarms).
     on_nonfinite: ``"warn"`` (record an event, skip the sample) or ``"raise"``.
     start_step: optimizer step of the current parameters (0 for a fresh run).
     sample_initial: sketch the current parameters now, as the sample at ``start_step``.
@@ -104,6 +107,7 @@ class Monitor:
         history: str | Path | None = None,
         loggers: Sequence[Any] = (),
         probes: Sequence[Probe] = (),
+        detectors: Sequence[Any] = (),
         on_nonfinite: str = "warn",
         start_step: int = 0,
         sample_initial: bool = True,
@@ -135,6 +139,7 @@ class Monitor:
         self.on_nonfinite = on_nonfinite
         self.loggers = list(loggers)
         self.probes = list(probes)
+        self.detectors = list(detectors)
         self.log_lr = log_lr
         self.keep_rows = keep_rows
         self.rows: list[Row] = []
@@ -345,6 +350,9 @@ class Monitor:
             for lg in self.loggers:
                 for step, m in metrics.items():
                     lg.log_metrics(m, step)
+        events = [ev for det in self.detectors for ev in (det.update(rows) or [])]
+        if events:
+            self._record([{"kind": "event", **ev} for ev in events])
 
     @property
     def history_path(self) -> Path | None:
@@ -367,6 +375,7 @@ class Monitor:
             "updates": self.updates.state_dict(),
             "grads": None if self.grads is None else self.grads.state_dict(),
             "probes": {p.name: p.state_dict() for p in self.probes},
+            "detectors": {_name(d, i): d.state_dict() for i, d in enumerate(self.detectors) if hasattr(d, "state_dict")},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -387,6 +396,10 @@ class Monitor:
         for p in self.probes:
             if p.name in state.get("probes", {}):
                 p.load_state_dict(state["probes"][p.name])
+        for i, d in enumerate(self.detectors):
+            saved = state.get("detectors", {}).get(_name(d, i))
+            if saved is not None and hasattr(d, "load_state_dict"):
+                d.load_state_dict(saved)
         self.global_step = int(state["global_step"])
         self.rows = [r for r in self.rows if r.get("step") is not None and r["step"] <= self.global_step]
         if self._history is None and self._history_path is not None and self.is_recorder:
@@ -442,6 +455,10 @@ def logger_metrics(rows: Iterable[Row], primary_window: int) -> dict[int, dict[s
         elif kind == "event":
             m[f"event/{r.get('event', 'event')}"] = 1.0
     return {s: m for s, m in out.items() if m}
+
+
+def _name(obj: Any, index: int) -> str:
+    return str(getattr(obj, "name", f"{type(obj).__name__}{index}"))
 
 
 def _is_dtensor(t: Any) -> bool:
