@@ -1,0 +1,168 @@
+"""``spectral-edge phases | coupling | thesis`` through the CLI runner, on histories, run folders
+and analyze tables written by the tests; bad input fails with one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spectral_edge.analysis.datasets import planted_history
+from spectral_edge.cli import app
+from spectral_edge.io.history import HistoryWriter
+from spectral_edge.io.tables import read_table
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _json(res):
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _one_line_error(res, fragment):
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert "Traceback" not in res.output and fragment in res.output, res.output
+
+
+@pytest.fixture(scope="module")
+def hist(tmp_path_factory):
+    return planted_history(tmp_path_factory.mktemp("run") / "history.jsonl", windows=(5, 10),
+                           lags={5: -2, 10: 3}, n=140, seed=0)
+
+
+def test_phases_json_and_out(hist, tmp_path):
+    out = tmp_path / "phases.csv"
+    doc = _json(_run("phases", hist, "--json", "--out", out))
+    assert {(r["window"], r["method"]) for r in doc["results"]} == {
+        (w, m) for w in (5, 10) for m in ("plateau", "derivative", "threshold", "changepoint")}
+    assert all("collapse_tau_1.20" in r for r in doc["results"])
+    tab = read_table(out)
+    assert len(tab) == 2 * 140 and {"phase_plateau", "phase_changepoint", "gap_ratio"} <= set(tab.columns)
+    assert set(tab["phase_plateau"]) <= {"rise", "plateau", "collapse"}
+    one = _json(_run("phases", hist, "-w", "10", "--method", "threshold", "--tau", "1.5", "--taus", "1.3,1.4",
+                     "--primary-tau", "1.4", "--json"))
+    assert len(one["results"]) == 1 and one["results"][0]["primary_tau"] == 1.4
+    assert "collapse_tau_1.30" in one["results"][0] and "collapse_tau_1.20" not in one["results"][0]
+
+
+def test_phases_human_table(hist):
+    res = _run("phases", hist, "-w", "5", "--method", "changepoint", "--algo", "pelt")
+    assert res.exit_code == 0, res.output
+    assert "changepoint" in res.output and "plateau" in res.output
+    assert _run("phases", hist, "--quiet").output.strip() == ""
+
+
+def test_coupling_lag_flip(hist, tmp_path):
+    out, lags = tmp_path / "c.parquet", tmp_path / "lags.jsonl"
+    doc = _json(_run("coupling", hist, "--json", "--permutations", "199", "--granger-lag", "2",
+                     "--out", out, "--lags-out", lags))
+    assert doc["target"] == "test_loss"
+    assert [r["peak_lag"] for r in doc["results"]] == [-2, 3]
+    assert doc["lag_flip"] == {"windows": [5, 10], "peak_lags": [-2, 3], "signs": [-1, 1], "flip": True,
+                               "flips": [[5, 10]]}
+    assert all(r["p_perm"] <= 0.01 for r in doc["results"])
+    assert len(read_table(out)) == 2
+    lt = read_table(lags)
+    assert len(lt) == 2 * (2 * 10 + 1) and set(lt["window"]) == {5, 10}
+    res = _run("coupling", hist, "-w", "10", "--permutations", "0", "--granger-lag", "0")
+    assert res.exit_code == 0 and "lag flip" in res.output
+
+
+def test_run_folder_with_eval_csv(hist, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").write_bytes(hist.read_bytes())
+    ev = pd.read_json(hist, lines=True)
+    ev = ev[ev["kind"] == "log"].dropna(subset=["test_loss"])
+    pd.DataFrame({"step": ev["step"], "val_loss": ev["test_loss"], "test_acc": 0.5}).to_csv(run / "eval.csv", index=False)
+    (run / "summary.json").write_text(json.dumps({"n_parameters": 1234}))
+    doc = _json(_run("coupling", run, "-w", "10", "--json", "--permutations", "0", "--granger-lag", "0"))
+    assert doc["target"] == "val_loss" and doc["results"][0]["peak_lag"] == 3  # val_loss from eval.csv
+    doc = _json(_run("coupling", run, "-w", "10", "--json", "--val-column", "test_loss", "--permutations", "0"))
+    assert doc["target"] == "test_loss"
+    th = _json(_run("thesis", run, "-w", "5", "--json"))
+    assert th["results"][0]["n_parameters"] == 50_000  # the history's meta row comes first
+
+
+def test_analyze_table_with_val_csv(hist, tmp_path):
+    df = pd.read_json(hist, lines=True)
+    sed = df[df["kind"] == "sed"].drop(columns=["kind"]).dropna(axis=1, how="all")
+    sed.to_csv(tmp_path / "metrics.csv", index=False)
+    logs = df[df["kind"] == "log"].dropna(subset=["test_loss"])
+    pd.DataFrame({"step": logs["step"], "val_loss": logs["test_loss"]}).to_csv(tmp_path / "val.csv", index=False)
+    doc = _json(_run("coupling", tmp_path / "metrics.csv", "--val", tmp_path / "val.csv", "--json",
+                     "--permutations", "0"))
+    assert doc["lag_flip"]["signs"] == [-1, 1] and doc["target"] == "val_loss"
+    _one_line_error(_run("coupling", tmp_path / "metrics.csv"), "no validation series")
+    th = _json(_run("thesis", tmp_path / "metrics.csv", "--lr", "1e-3", "-P", "5000", "--json"))
+    assert all(r["lr_source"] == "flag" and r["n_parameters"] == 5000 for r in th["results"])
+
+
+def test_thesis_json_and_out(hist, tmp_path):
+    out = tmp_path / "thesis.csv"
+    doc = _json(_run("thesis", hist, "--json", "--out", out, "--low", "1", "--high", "100"))
+    r10 = [r for r in doc["results"] if r["window"] == 10][0]
+    assert r10["delta_g_method"].startswith("eigenvalue change") and r10["lr_source"] == "log"
+    assert r10["n_parameters"] == 50_000 and r10["A_low"] == 1.0 and r10["A_high"] == 100.0
+    assert sum(r10["regimes"].values()) == 140
+    tab = read_table(out)
+    assert len(tab) == 280 and {"A", "regime", "alpha_kstar", "delta_g", "d_crit", "alpha_10"} <= set(tab.columns)
+    ok = tab.dropna(subset=["A"])
+    np.testing.assert_allclose(ok["A"], ok["delta_g"] / (ok["lr"] * ok["gap"] ** 2), rtol=1e-9)
+    res = _run("thesis", hist, "-w", "5")
+    assert res.exit_code == 0 and "A = ‖ΔG‖/(η g²)" in res.output
+
+
+def test_bad_input_fails_in_one_line(hist, tmp_path):
+    _one_line_error(_run("phases", tmp_path / "missing.jsonl"), "no such file")
+    _one_line_error(_run("thesis", tmp_path), "no history.jsonl")
+    only_logs = tmp_path / "logs.jsonl"
+    with HistoryWriter(only_logs, {"n_parameters": 3}, fsync=False) as w:
+        w.write([{"kind": "log", "step": 1, "test_loss": 1.0}])
+    _one_line_error(_run("phases", only_logs), "no 'sed' rows")
+    _one_line_error(_run("phases", hist, "--column", "banana"), "unknown spectral column")
+    _one_line_error(_run("coupling", hist, "--val-column", "val_acc"), "no logged metric 'val_acc'")
+    _one_line_error(_run("phases", hist, "-w", "7"), "no rows for window W = 7")
+    _one_line_error(_run("phases", hist, "--group", "layers.0"), "no rows for group")
+    _one_line_error(_run("phases", hist, "--method", "magic"), "unknown --method")
+    _one_line_error(_run("coupling", hist, "--out", tmp_path / "x.txt"), "unknown output format")
+    _one_line_error(_run("phases", hist, "--taus", "1.2,abc"), "--taus")
+    _one_line_error(_run("coupling", hist, "--val", tmp_path / "nope.csv"), "no such validation file")
+    _one_line_error(_run("coupling", hist, "--align", "sideways"), "alignment")
+
+
+def test_a_real_monitor_history(tmp_path):
+    from spectral_edge.monitor import Monitor
+
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    path = tmp_path / "history.jsonl"
+    mon = Monitor(model, windows=(3, 4), every=1, history=path)
+    handle = mon.attach(opt)
+    x = torch.randn(64, 6, generator=g)
+    target = x[:, :3] * 2
+    for i in range(30):
+        loss = ((model(x) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i % 2 == 0:
+            mon.log(test_loss=float(loss.detach()) * 1.1)
+    handle.remove()
+    mon.close()
+    ph = _json(_run("phases", path, "--json"))
+    assert {r["window"] for r in ph["results"]} == {3, 4}
+    th = _json(_run("thesis", path, "-w", "4", "--json"))
+    assert th["results"][0]["lr_source"] == "log" and th["results"][0]["n_parameters"] == 21
+    co = _json(_run("coupling", path, "-w", "3", "--json", "--permutations", "50", "--granger-lag", "1"))
+    assert co["results"][0]["n"] >= 20
