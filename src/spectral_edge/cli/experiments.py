@@ -1,0 +1,142 @@
+"""``spectral-edge grok`` and ``spectral-edge run``: train reference models with the monitor."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ._app import app, echo_json, parse_windows, stderr_console
+
+
+def train_progress(quiet: bool):
+    """(context manager, callback) showing a training bar with loss, test accuracy and grok step."""
+    console = stderr_console()
+    if quiet or not console.is_terminal:
+        return contextlib.nullcontext(), None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]} · test acc {task.fields[acc]} · grok {task.fields[grok]}"),
+                    TimeElapsedColumn(), console=console, transient=True)
+    task = prog.add_task("train", total=None, loss="-", acc="-", grok="-")
+
+    def cb(step: int, total: int, info: dict[str, Any]) -> None:
+        if step % 10 == 0 or step == total:
+            prog.update(task, completed=step, total=total, loss=f"{info['loss']:.3f}",
+                        acc=f"{info['test_acc']:.3f}", grok=info["grok"] if info["grok"] is not None else "-")
+
+    return prog, cb
+
+
+def print_run_summary(s: dict[str, Any], out: Path) -> None:
+    """A short table of a run's summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"run {out}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("workload", str(s.get("workload")))
+    t.add_row("steps", f"{s['steps_run']}" + (" (stopped after grokking)" if s.get("stopped_early") else ""))
+    t.add_row("grok step (test acc ≥ 0.9)", str(s["grok_step"]))
+    t.add_row("grok step (≥ 0.98 three times)", str(s.get("grok_step_098x3")))
+    t.add_row("warning step", str(s["warning_step"]) + (f" (lead {s['lead']} steps)" if s.get("lead") is not None else ""))
+    t.add_row("final test acc", f"{s['final_test_acc']:.4f}")
+    t.add_row("wall time", f"{s['wall_seconds']:.1f} s")
+    t.add_row("history", str(out / s["history"]))
+    Console().print(t)
+
+
+def _run(cfg, out: Path, as_json: bool, quiet: bool) -> dict[str, Any]:
+    from ..experiments.runner import run_experiment
+
+    bar, cb = train_progress(quiet or as_json)
+    with bar:
+        res = run_experiment(cfg, out, progress=cb)
+    if as_json:
+        echo_json({**res.summary, "out": str(out)})
+    elif not quiet:
+        print_run_summary(res.summary, out)
+        typer.echo(f"summary: {out / 'summary.json'}")
+    return res.summary
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  spectral-edge grok --op add --modulus 97 --seed 42 --out runs/add-42\n\n"
+    "  spectral-edge grok --op x2xyy2 --steps 12000 --no-early-stop --out runs/control\n\n"
+    "  spectral-edge grok --op add --weight-decay 0 --out runs/add-wd0 --json"
+)
+def grok(
+    op: str = typer.Option("add", "--op", help="add | sub | mul | x2y2 | x2xyy2 | x3xy."),
+    modulus: int = typer.Option(97, "--modulus", "-p", help="The modulus p."),
+    seed: int = typer.Option(42, "--seed", help="Seed of the model initialisation, split and batches."),
+    steps: int = typer.Option(10_000, "--steps", help="Maximum optimizer steps."),
+    weight_decay: float = typer.Option(1.0, "--weight-decay", help="AdamW weight decay."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | sgd | muon."),
+    train_frac: float = typer.Option(0.5, "--train-frac", help="Fraction of pairs used for training."),
+    early_stop: bool = typer.Option(True, "--early-stop/--no-early-stop", help="Stop 1000 steps after grokking."),
+    every: int = typer.Option(100, "--every", help="Monitor sampling cadence (steps)."),
+    window: list[str] = typer.Option(["10"], "--window", "-w", help="Window size(s) W."),
+    sketch: str = typer.Option("auto", "--sketch", help="auto | exact | fold | gaussian | countsketch."),
+    defect: bool = typer.Option(True, "--defect/--no-defect", help="Run the commutator-defect probe (every 100 steps)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (summary.json, history.jsonl, eval.csv…)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+) -> None:
+    """Train the papers' modular-arithmetic transformer on one operation; write DIR/summary.json."""
+    from ..experiments.config import RunConfig
+
+    probes = {"defect": {"every": 100}} if defect else {}
+    cfg = RunConfig(task="modular", op=op, modulus=modulus, seed=seed, steps=steps, weight_decay=weight_decay,
+                    lr=lr, optimizer=optimizer, train_frac=train_frac, early_stop=early_stop, every=every,
+                    windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads)
+    _check_op(op)
+    _run(cfg, out, as_json, quiet)
+
+
+def _check_op(op: str) -> None:
+    from ..tasks.modular import OPERATIONS, canonical_op
+
+    try:
+        canonical_op(op)
+    except Exception:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown operation {op!r}; choose one of {', '.join(OPERATIONS)}") from None
+
+
+@app.command(
+    "run",
+    epilog="Examples:\n\n  spectral-edge run configs/dyck.toml --out runs/dyck\n\n"
+    "  spectral-edge run cfg.json --set seed=137 --set steps=4000 --out runs/s137",
+)
+def run_config(
+    config: Path = typer.Argument(..., help="A .toml or .json RunConfig (see spectral_edge.experiments.config)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: key=value (JSON value), repeatable."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train any reference task (modular, multitask, dyck, scan, lm) from a declarative config."""
+    import json
+
+    from ..errors import ConfigError
+    from ..experiments.config import RunConfig
+
+    cfg = RunConfig.from_file(config)
+    data = cfg.to_dict()
+    for item in set_:
+        if "=" not in item:
+            raise ConfigError(f"--set takes key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            data[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            data[k.strip()] = v
+    _run(RunConfig.from_dict(data), out, as_json, quiet)
