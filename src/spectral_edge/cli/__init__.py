@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._app import app
 from . import analyze as _analyze  # noqa: F401,E402  (registers `analyze`)
 from . import demo as _demo  # noqa: F401,E402  (registers `demo`)
+from . import experiments as _experiments  # noqa: F401,E402  (registers `grok`, `run`)
 from . import analyses as _analyses  # noqa: F401,E402  (registers phases, coupling, thesis)
 
 
