@@ -217,10 +217,3 @@ def test_engine_errors_are_typed(tmp_path):
         analyze_checkpoints(tmp_path / "r")
     with pytest.raises(ConfigError):
         AnalysisConfig(windows=(1,))
-
-
-def test_demo_command_runs(tmp_path):
-    res = _cli(["demo", "--out", str(tmp_path / "demo"), "--quiet"])
-    assert res.exit_code == 0, res.output
-    df = pd.read_csv(tmp_path / "demo" / "metrics.csv")
-    assert len(df) > 20 and df["gap_ratio"].notna().all()

@@ -137,3 +137,13 @@ def test_run_cli_with_overrides_and_bad_input(tmp_path):
     assert bad.exit_code == 2 and "unknown config keys" in bad.output
     bad = CliRunner().invoke(app, ["grok", "--op", "div", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown operation" in bad.output
+
+
+def test_demo_command_writes_a_run_folder(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--modulus", "11", "--steps", "200", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith(("report:", "results:")) and str(out) in last
+    s = json.loads((out / "summary.json").read_text())
+    assert s["steps_run"] == 200 and (out / "history.jsonl").is_file()
