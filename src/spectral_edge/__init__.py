@@ -33,6 +33,10 @@ _LAZY = {
     "analyze_checkpoints": "engine",
     "read_table": "io.tables",
     "write_table": "io.tables",
+    "read_history": "io.history",
+    "Monitor": "monitor",
+    "RunConfig": "experiments.config",
+    "run_experiment": "experiments.runner",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
