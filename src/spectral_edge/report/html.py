@@ -1,0 +1,230 @@
+"""The page template: one self-contained HTML file.
+
+Everything is inline: the CSS, the SVG figures, and the facts as a JSON data block (``<script
+type="application/json">``, never executed). No JavaScript, no web fonts, no CDN, no
+network reference of any kind: the page opens from a ``file://`` URL on an offline machine
+and prints cleanly. Every text that comes from an input file is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Section:
+    """One figure of a report: an inline SVG with its caption, or a one-line note saying why
+    the figure is missing."""
+
+    key: str
+    title: str
+    caption: str = ""
+    svg: str | None = None
+    note: str | None = None
+
+    @property
+    def short(self) -> str:
+        """The name in the page's navigation bar."""
+        return NAV_NAMES.get(self.key, self.title)
+
+
+NAV_NAMES = {"spectrum": "Spectrum", "edge": "Edge & phases", "eval": "Evaluation", "warning": "Early warning",
+             "jl": "JL error"}
+
+
+CSS = """
+:root { --ink:#1d232a; --muted:#5b6570; --line:#dde2e7; --accent:#1f4e79; --bg:#fbfcfd; }
+* { box-sizing: border-box; }
+body { margin:0; font:15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color:var(--ink); background:var(--bg); }
+main { max-width: 980px; margin: 0 auto; padding: 24px 20px 48px; }
+header h1 { font-size: 1.55em; margin: 0 0 4px; }
+header .sub { color: var(--muted); margin: 0; font-size: .9em; word-break: break-all; }
+nav { margin: 14px 0 8px; font-size: .9em; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 14px; white-space: nowrap; }
+nav a:hover { text-decoration: underline; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 18px; margin: 16px 0; }
+h2 { font-size: 1.15em; margin: 0 0 10px; color: var(--accent); }
+h3 { font-size: 1em; margin: 14px 0 6px; }
+ul { margin: 4px 0; padding-left: 1.3em; }
+li { margin: 3px 0; }
+ul.caveats li { color: var(--muted); font-size: .93em; }
+figure { margin: 0; }
+figure svg { display: block; width: 100%; height: auto; }
+figure svg * { stroke-linejoin: round; stroke-linecap: butt; }
+figcaption { color: var(--muted); font-size: .9em; margin-top: 6px; }
+p.note { color: var(--muted); font-style: italic; margin: 0; }
+table { border-collapse: collapse; font-size: .9em; width: 100%; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { color: var(--muted); font-weight: 600; white-space: nowrap; }
+td.num { font-variant-numeric: tabular-nums; }
+.swatch { display:inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
+details summary { cursor: pointer; color: var(--accent); }
+footer { color: var(--muted); font-size: .8em; text-align: center; margin-top: 24px; }
+@media print { body { background:#fff; } section { break-inside: avoid; border: none; } nav { display:none; } }
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _json_block(obj: Any, element_id: str) -> str:
+    from ..io.history import _clean
+
+    text = json.dumps(_clean(obj), ensure_ascii=False, indent=1).replace("</", "<\\/")
+    return f'<script type="application/json" id="{element_id}">\n{text}\n</script>'
+
+
+def _page(title: str, subtitle: str, body: Sequence[str], nav: Sequence[tuple[str, str]]) -> str:
+    from .. import __version__
+
+    links = "".join(f'<a href="#{escape(k)}">{escape(t)}</a>' for k, t in nav)
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f'<meta name="generator" content="spectral-edge {escape(__version__)}">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body><main>",
+        f"<header><h1>{escape(title)}</h1><p class=\"sub\">{escape(subtitle)}</p></header>",
+        f"<nav>{links}</nav>",
+        *body,
+        f"<footer>spectral-edge {escape(__version__)} · generated {when} · self-contained page, no network</footer>",
+        "</main></body></html>",
+        "",
+    ])
+
+
+def section_html(s: Section) -> str:
+    """A figure section (or its one-line note)."""
+    head = f'<section id="fig-{escape(s.key)}" class="figure"><h2>{escape(s.title)}</h2>'
+    if s.svg is None:
+        return f'{head}<p class="note">{escape(s.note or "Not available.")}</p></section>'
+    return f"{head}<figure>{s.svg}<figcaption>{escape(s.caption)}</figcaption></figure></section>"
+
+
+def _kv_table(rows: Sequence[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_fmt(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _flat(obj: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out += _flat(v, key + ".")
+        elif isinstance(v, (list, tuple)):
+            out.append((key, ", ".join(map(str, v)) if len(v) <= 12 else f"{len(v)} values"))
+        else:
+            out.append((key, v))
+    return out
+
+
+def key_numbers(f: Any) -> list[tuple[str, Any]]:
+    """The table of key numbers of one run (from :class:`~.summary.Facts`)."""
+    ph = f.phases or {}
+    lead = None if f.lead is None else f"{f.lead} steps" + (" (before grokking)" if f.lead > 0 else "")
+    return [
+        ("window W", f.window),
+        ("windows (rows)", f.n_windows),
+        ("steps", None if f.first_step is None else f"{f.first_step} … {f.last_step}"),
+        ("k* rule", f.kstar_rule),
+        ("modal k*", None if f.modal_k_star is None else f"{f.modal_k_star} ({100 * (f.modal_share or 0):.0f}% of windows)"),
+        ("peak gap ratio", None if f.peak_ratio is None else f"{f.peak_ratio:.3f} at step {f.peak_step}"),
+        ("plateau", None if not ph else f"steps {ph['plateau_start']} … {ph['plateau_end']}"),
+        ("grok step", f.grok_step if f.grok_step is not None else f.grok_source),
+        ("warning step", f.warning_step if f.warning_step is not None else f.warning_source),
+        ("lead", lead),
+        ("final test accuracy", f.final_test_acc),
+        ("defect onset (paper rule)", f.defect_onset_step if f.defect_records else "no defect probe"),
+        ("sketch", f.sketch),
+        ("JL error (median)", None if f.jl_median is None else f"{100 * f.jl_median:.2f}% over {f.jl_windows} windows"),
+    ]
+
+
+def render_run(run: Any, facts: Any, sections: Sequence[Section]) -> str:
+    """The page of one run."""
+    from .summary import summary_caveats, summary_sentences
+
+    findings = "".join(f"<li>{escape(s)}</li>" for s in summary_sentences(facts))
+    caveats = "".join(f"<li>{escape(s)}</li>" for s in summary_caveats(facts))
+    body = [
+        f'<section id="summary"><h2>Summary</h2><ul class="findings">{findings}</ul>'
+        + (f'<h3>Caveats</h3><ul class="caveats">{caveats}</ul>' if caveats else "") + "</section>",
+        f'<section id="numbers"><h2>Key numbers</h2>{_kv_table(key_numbers(facts))}</section>',
+        *(section_html(s) for s in sections),
+        _data_section(run, facts),
+        _json_block(facts.to_dict(), "se-facts"),
+    ]
+    nav = [("summary", "Summary"), ("numbers", "Key numbers")] + [(f"fig-{s.key}", s.short) for s in sections]
+    nav.append(("data", "Data"))
+    return _page(f"Spectral-edge report: {run.label}", str(run.source), body, nav)
+
+
+def _data_section(run: Any, facts: Any) -> str:
+    files = "".join(f"<li>{escape(k)}: {escape(str(p))}</li>" for k, p in sorted(run.files.items()))
+    notes = "".join(f"<li>{escape(n)}</li>" for n in facts.notes)
+    parts = [f'<section id="data"><h2>Data</h2><h3>Inputs read</h3><ul>{files}</ul>']
+    if notes:
+        parts.append(f"<h3>Notes</h3><ul>{notes}</ul>")
+    cfg: list[tuple[str, Any]] = []
+    if run.config:
+        cfg += _flat(run.config)
+    meta = {k: v for k, v in run.meta.items() if k not in ("kind", "step")}
+    if meta:
+        cfg += _flat(meta, "history.")
+    if cfg:
+        parts.append(f"<details><summary>Configuration ({len(cfg)} entries)</summary>{_kv_table(cfg[:200])}</details>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_compare(runs: Sequence[Any], facts: Sequence[Any], sections: Sequence[Section], colors: Sequence[str]) -> str:
+    """The page comparing several runs."""
+    from .summary import summary_sentences
+
+    head = ("<tr><th>run</th><th>W</th><th>windows</th><th>k* rule</th><th>modal k*</th><th>peak R</th>"
+            "<th>peak step</th><th>grok step</th><th>warning step</th><th>lead</th><th>final test acc</th></tr>")
+    rows = []
+    for f, c in zip(facts, colors):
+        cells = [f.window, f.n_windows, f.kstar_rule, f.modal_k_star,
+                 None if f.peak_ratio is None else round(f.peak_ratio, 3), f.peak_step, f.grok_step,
+                 f.warning_step, f.lead, f.final_test_acc]
+        tds = "".join(f'<td class="num">{escape(_fmt(v))}</td>' for v in cells)
+        rows.append(f'<tr><td><span class="swatch" style="background:{c}"></span>{escape(f.label)}</td>{tds}</tr>')
+    table = f'<table class="runs">{head}{"".join(rows)}</table>'
+    notes = ("<p class=\"note\">Lead = grok step − warning step (positive: the warning came first). Modal k* is the "
+             "most frequent k* over a run's windows.</p>")
+    per_run = "".join(
+        f"<details><summary>{escape(f.label)}: findings</summary><ul>"
+        + "".join(f"<li>{escape(s)}</li>" for s in summary_sentences(f)) + "</ul></details>"
+        for f in facts)
+    body = [
+        f'<section id="summary"><h2>Summary table</h2>{table}{notes}{per_run}</section>',
+        *(section_html(s) for s in sections),
+        '<section id="data"><h2>Data</h2><ul>'
+        + "".join(f"<li>{escape(r.label)}: {escape(str(r.source))}</li>" for r in runs) + "</ul></section>",
+        _json_block([f.to_dict() for f in facts], "se-facts"),
+    ]
+    nav = [("summary", "Summary")] + [(f"fig-{s.key}", s.short) for s in sections] + [("data", "Data")]
+    labels = ", ".join(r.label for r in runs)
+    return _page(f"Spectral-edge comparison: {labels}", f"{len(runs)} runs", body, nav)
