@@ -1,0 +1,367 @@
+"""The grokking alarm: an online detector over the monitor's streams, and offline replay.
+
+:class:`GrokAlarm` combines three signals, each optional:
+
+1. **defect onset** (necessary): the papers' onset rule on the commutator-defect probe
+   (baseline = max(median of the first 3 values, 0.1); onset when D > 10·baseline and
+   D > 20). Latched once crossed (``defect_latch``), or required at every record.
+2. **g23 decline** (confirming): g23 = σ_2² − σ_3² of the update window (``sed`` rows) has
+   fallen from its running peak by at least ``g23_decline``× (median of the last
+   ``g23_smooth`` windows against the peak, after at least ``g23_min_records`` windows).
+   The papers measure 15–111× from peak to grok in 12/12 grokking runs with weight decay vs
+   1/12 controls; a warning has to come before the full decline, hence the default 5×.
+   ``g23_warmup`` windows at the start are left out of the peak: on our own reference runs
+   (add, p = 97, W = 10 of attention updates every 100 steps) the largest g23 is the very
+   first window, with and without weight decay, so a decline from it alone does not tell a
+   grokking run from a control; tune it at calibration (default 0, the papers' definition).
+3. **edge ratio** (confirming): the median gap ratio R of the last ``ratio_records`` windows
+   is ≤ ``ratio_max``. The papers: R = 1.40 ± 0.07 with weight decay (the regime that
+   groks) vs 2.83 ± 0.35 without; the default 2.0 sits between them. Their R used the
+   ``weighted`` k* rule, so by default R is read as ``ratio_<k_star_weighted>`` of each row
+   (``ratio_rule``), falling back to the row's ``gap_ratio`` when those columns are absent.
+
+``confirm="all"`` requires every enabled confirming signal, ``"any"`` at least one (none
+enabled: the defect alone). The combined condition must then hold at ``persistence``
+consecutive records (distinct steps at which rows arrived) before the alarm fires. Disable a
+signal by setting its threshold to None. ``GrokAlarm.paper()`` is the papers' rule alone.
+
+Every threshold is a constructor argument so that the real-data calibration (grokking runs
+against controls) can tune them; :func:`replay` re-runs a detector over a finished history
+and :func:`score_runs` scores leads and false alarms.
+
+Status of the defaults (to be calibrated on the 12 grokking runs + 9 controls): on planted
+streams that follow the papers' claims (:mod:`.synthetic`) the combined alarm removes the
+onset rule's false alarms on controls and keeps about two thirds of its lead. On three real
+reference runs of ours (p = 97, seed 42, AdamW, attention updates, W = 10, every 100) the
+onset rule warned at step 1800 on ``add`` (grok, test acc ≥ 0.9, at 2600), stayed silent on
+``add`` without weight decay, and fired at 1800 on ``x2xyy2`` with weight decay (never
+groks), reproducing the papers' caveat; the combined alarm fired at 1900 on both
+weight-decay runs, because there g23 (peak at the first window, 40–400× decline) and R
+(≈ 1.3–1.5, weighted rule) looked alike. Treat the defaults as a starting point.
+
+Events: the first time it fires the detector returns one row
+``{"step", "event": "alarm", "detector", "reason", …signal values}``; the monitor records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .onset import OnsetParams, OnsetTracker
+from .signals import as_rows, is_missing
+
+__all__ = ["GrokAlarm", "replay", "replay_events", "AlarmScore", "score_runs", "evaluate"]
+
+
+class GrokAlarm:
+    """Combined grokking alarm (see module docs); a :class:`~spectral_edge.monitor.Monitor` detector.
+
+    Parameters (defaults in brackets)
+    ----------
+    defect_factor [10.0], defect_min [20.0], defect_floor [0.1], defect_baseline_n [3],
+        defect_min_index [2]: the onset rule; ``defect_factor=None`` disables the defect.
+    defect_latch [True]: once crossed, the defect condition stays true; False: the current
+        defect must exceed the thresholds.
+    defect_probe ["defect"], defect_key ["defect"]: which probe rows and column.
+    g23_decline [5.0]: required peak/current factor; None disables.
+    g23_smooth [3]: current g23 = median of this many latest windows.
+    g23_min_records [3]: windows seen before a decline may count.
+    g23_warmup [0]: first windows excluded from the running peak.
+    ratio_max [2.0]: R median must be ≤ this; None disables.
+    ratio_records [5]: windows in the R median.
+    ratio_rule ["weighted"]: read R as ``ratio_<k_star_<rule>>`` of each row (None: use
+        ``ratio_key`` only).
+    ratio_key ["gap_ratio"]: column of R when ``ratio_rule`` is None or its columns are absent.
+    confirm ["all"]: ``"all"`` or ``"any"`` of the enabled confirming signals.
+    persistence [2]: consecutive records the combined condition must hold.
+    group ["all"], window [None: the smallest W seen]: which ``sed`` rows.
+    name ["grok_alarm"].
+    """
+
+    def __init__(self, *, defect_factor: float | None = 10.0, defect_min: float = 20.0, defect_floor: float = 0.1,
+                 defect_baseline_n: int = 3, defect_min_index: int = 2, defect_latch: bool = True,
+                 defect_probe: str = "defect", defect_key: str = "defect",
+                 g23_decline: float | None = 5.0, g23_smooth: int = 3, g23_min_records: int = 3, g23_warmup: int = 0,
+                 ratio_max: float | None = 2.0, ratio_records: int = 5, ratio_rule: str | None = "weighted",
+                 ratio_key: str = "gap_ratio",
+                 confirm: str = "all", persistence: int = 2, group: str = "all", window: int | None = None,
+                 name: str = "grok_alarm"):
+        if confirm not in ("all", "any"):
+            raise ConfigError(f"confirm must be 'all' or 'any', got {confirm!r}")
+        if int(persistence) < 1 or int(g23_smooth) < 1 or int(ratio_records) < 1:
+            raise ConfigError("persistence, g23_smooth and ratio_records must be ≥ 1")
+        if g23_decline is not None and not g23_decline > 1:
+            raise ConfigError(f"g23_decline is a factor > 1, got {g23_decline}")
+        if defect_factor is None and g23_decline is None and ratio_max is None:
+            raise ConfigError("every signal is disabled; enable the defect, g23_decline or ratio_max")
+        self.use_defect = defect_factor is not None
+        self.onset = OnsetParams(defect_factor if defect_factor is not None else 10.0, defect_min, defect_floor,
+                                 defect_baseline_n, defect_min_index)
+        self.defect_latch = bool(defect_latch)
+        self.defect_probe, self.defect_key = defect_probe, defect_key
+        self.g23_decline = None if g23_decline is None else float(g23_decline)
+        self.g23_smooth, self.g23_min_records, self.g23_warmup = int(g23_smooth), int(g23_min_records), int(g23_warmup)
+        self.ratio_max = None if ratio_max is None else float(ratio_max)
+        self.ratio_records, self.ratio_key, self.ratio_rule = int(ratio_records), ratio_key, ratio_rule
+        self.confirm, self.persistence = confirm, int(persistence)
+        self.group, self.window = group, window
+        self.name = name
+        self.reset()
+
+    @classmethod
+    def paper(cls, *, name: str = "onset_rule", **onset: Any) -> "GrokAlarm":
+        """The papers' onset rule alone (defect only, fires at the first crossing)."""
+        return cls(g23_decline=None, ratio_max=None, persistence=1, name=name, **onset)
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments that reproduce this detector (for reports and tuning)."""
+        o = self.onset
+        return {"defect_factor": o.factor if self.use_defect else None, "defect_min": o.min_defect,
+                "defect_floor": o.floor, "defect_baseline_n": o.n_baseline, "defect_min_index": o.min_index,
+                "defect_latch": self.defect_latch, "defect_probe": self.defect_probe, "defect_key": self.defect_key,
+                "g23_decline": self.g23_decline, "g23_smooth": self.g23_smooth,
+                "g23_min_records": self.g23_min_records, "g23_warmup": self.g23_warmup, "ratio_max": self.ratio_max,
+                "ratio_records": self.ratio_records, "ratio_rule": self.ratio_rule, "ratio_key": self.ratio_key,
+                "confirm": self.confirm,
+                "persistence": self.persistence, "group": self.group, "window": self.window, "name": self.name}
+
+    def reset(self) -> None:
+        """Forget everything seen (a fresh run)."""
+        self.tracker = OnsetTracker(self.onset)
+        self.defect_onset_step: int | None = None
+        self.g23: list[float] = []  # recent values (≤ g23_smooth)
+        self.g23_n = 0
+        self.g23_peak = float("-inf")
+        self.g23_peak_step: int | None = None
+        self.ratios: list[float] = []  # recent values (≤ ratio_records)
+        self.recent: list[tuple[int, bool]] = []  # (step, condition) of the latest records
+        self.fired_step: int | None = None
+        self._window = self.window
+
+    # ------------------------------------------------------------------ signals
+    def _defect_ok(self) -> bool:
+        if not self.use_defect:
+            return True
+        return self.tracker.onset_record is not None if self.defect_latch else self.tracker.crossing
+
+    def _g23_now(self) -> float:
+        return float(np.median(self.g23)) if self.g23 else float("nan")
+
+    def _g23_factor(self) -> float:
+        now = self._g23_now()
+        if not self.g23 or self.g23_peak <= 0:
+            return float("nan")
+        return self.g23_peak / now if now > 0 else float("inf")
+
+    def _g23_ok(self) -> bool:
+        assert self.g23_decline is not None
+        return self.g23_n >= self.g23_warmup + self.g23_min_records and len(self.g23) >= self.g23_smooth and \
+            self._g23_factor() >= self.g23_decline
+
+    def _ratio_now(self) -> float:
+        return float(np.median(self.ratios)) if self.ratios else float("nan")
+
+    def _ratio_ok(self) -> bool:
+        assert self.ratio_max is not None
+        return len(self.ratios) >= self.ratio_records and self._ratio_now() <= self.ratio_max
+
+    def condition(self) -> bool:
+        """The combined condition on the current state (before persistence)."""
+        checks = []
+        if self.g23_decline is not None:
+            checks.append(self._g23_ok())
+        if self.ratio_max is not None:
+            checks.append(self._ratio_ok())
+        confirmed = True if not checks else (all(checks) if self.confirm == "all" else any(checks))
+        return self._defect_ok() and confirmed
+
+    def _reason(self) -> str:
+        parts = []
+        if self.use_defect:
+            t = self.tracker
+            parts.append(f"defect onset at step {self.defect_onset_step} (D {t.last:.3g}, baseline {t.baseline:.3g}, "
+                         f"> {self.onset.factor:g}× and > {self.onset.min_defect:g})")
+        if self.g23_decline is not None:
+            parts.append(f"g23 {self._g23_factor():.3g}× below its peak at step {self.g23_peak_step} "
+                         f"(need {self.g23_decline:g}×)")
+        if self.ratio_max is not None:
+            parts.append(f"median R {self._ratio_now():.3g} (need ≤ {self.ratio_max:g})")
+        if self.persistence > 1:
+            parts.append(f"held {self.persistence} records")
+        return "; ".join(parts)
+
+    # ------------------------------------------------------------------ streaming
+    def _ingest(self, r: Mapping[str, Any]) -> bool:
+        """Update the signal state with one row; True if the row is relevant."""
+        kind = r.get("kind")
+        if kind == "probe" and r.get("probe") == self.defect_probe and self.use_defect:
+            if is_missing(r.get(self.defect_key)):
+                return False
+            if self.tracker.push(r.get(self.defect_key)):
+                self.defect_onset_step = int(r["step"])
+            return True
+        if kind == "sed" and r.get("group", "all") == self.group and not is_missing(r.get("window")):
+            if self._window is None:
+                self._window = int(r["window"])  # the first window size seen (the monitor writes the smallest first)
+            if int(r["window"]) != self._window:
+                return False
+            used = False
+            g = r.get("g23")
+            if self.g23_decline is not None and not is_missing(g):
+                g = float(g)
+                self.g23.append(g)
+                self.g23 = self.g23[-self.g23_smooth:]
+                self.g23_n += 1
+                if self.g23_n > self.g23_warmup and g > self.g23_peak:
+                    self.g23_peak, self.g23_peak_step = g, int(r["step"])
+                used = True
+            R = None
+            if self.ratio_rule is not None:
+                k = r.get(f"k_star_{self.ratio_rule}")
+                if not is_missing(k) and int(k) >= 1:
+                    R = r.get(f"ratio_{int(k)}")
+            if is_missing(R):
+                R = r.get(self.ratio_key)
+            if self.ratio_max is not None and not is_missing(R):
+                self.ratios.append(float(R))
+                self.ratios = self.ratios[-self.ratio_records:]
+                used = True
+            return used
+        return False
+
+    def update(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Feed rows (any kinds, any order within a step); returns the alarm event the first time."""
+        events: list[dict[str, Any]] = []
+        for r in rows:
+            if self.fired_step is not None:
+                break
+            if is_missing(r.get("step")) or not self._ingest(r):
+                continue
+            step = int(r["step"])
+            cond = self.condition()
+            if self.recent and self.recent[-1][0] == step:
+                self.recent[-1] = (step, cond)  # more rows of the same step: the latest state decides
+            elif self.recent and step < self.recent[-1][0]:
+                continue  # a late row of an older step changes the state, not the record sequence
+            else:
+                self.recent.append((step, cond))
+                self.recent = self.recent[-self.persistence:]
+            if len(self.recent) == self.persistence and all(c for _, c in self.recent):
+                self.fired_step = step
+                events.append({"step": step, "event": "alarm", "detector": self.name, "reason": self._reason(),
+                               "defect": self.tracker.last if self.use_defect else None,
+                               "defect_baseline": self.tracker.baseline if self.use_defect else None,
+                               "defect_onset_step": self.defect_onset_step,
+                               "g23_factor": self._g23_factor() if self.g23_decline is not None else None,
+                               "ratio_median": self._ratio_now() if self.ratio_max is not None else None})
+        return events
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": self.params(), "tracker": self.tracker.state_dict(), "defect_onset_step": self.defect_onset_step,
+                "g23": list(self.g23), "g23_n": self.g23_n, "g23_peak": self.g23_peak,
+                "g23_peak_step": self.g23_peak_step, "ratios": list(self.ratios),
+                "recent": [[s, c] for s, c in self.recent], "fired_step": self.fired_step, "window_used": self._window}
+
+    def load_state_dict(self, s: Mapping[str, Any]) -> None:
+        self.reset()
+        self.tracker.load_state_dict(s["tracker"])
+        self.defect_onset_step = s["defect_onset_step"]
+        self.g23 = [float(x) for x in s["g23"]]
+        self.g23_n = int(s["g23_n"])
+        self.g23_peak = float(s["g23_peak"])
+        self.g23_peak_step = s["g23_peak_step"]
+        self.ratios = [float(x) for x in s["ratios"]]
+        self.recent = [(int(a), bool(b)) for a, b in s["recent"]]
+        self.fired_step = s["fired_step"]
+        self._window = s.get("window_used", self.window)
+
+
+# ---------------------------------------------------------------------- offline
+def replay_events(history: Any, detector: Any) -> list[dict[str, Any]]:
+    """Feed a finished history (rows or DataFrame) to ``detector`` step by step, as the
+    monitor would, and return every event it emits. ``event`` and ``meta`` rows are skipped."""
+    rows = [r for r in as_rows(history) if r.get("kind") not in ("event", "meta") and not is_missing(r.get("step"))]
+    order = sorted(range(len(rows)), key=lambda i: (int(rows[i]["step"]), i))  # stable within a step
+    events: list[dict[str, Any]] = []
+    batch: list[dict[str, Any]] = []
+    cur = None
+    for i in order:
+        r = rows[i]
+        if cur is not None and int(r["step"]) != cur:
+            events += detector.update(batch) or []
+            batch = []
+        cur = int(r["step"])
+        batch.append(r)
+    if batch:
+        events += detector.update(batch) or []
+    return events
+
+
+def replay(history: Any, detector: Any = None) -> int | None:
+    """The warning step a detector (default: a fresh :class:`GrokAlarm`) gives on a finished
+    history: the step of its first ``alarm`` event, or None."""
+    det = GrokAlarm() if detector is None else detector
+    for ev in replay_events(history, det):
+        if ev.get("event") == "alarm":
+            return int(ev["step"])
+    return None
+
+
+@dataclass(frozen=True)
+class AlarmScore:
+    """Scores of a detector over runs with known outcomes.
+
+    Grokking runs: ``hits`` warned at or before the grok step (``leads`` = grok − warning),
+    ``late`` warned after it, ``misses`` never warned. Controls (no grok): ``false_alarms``
+    warned at all."""
+
+    n_grok: int
+    n_control: int
+    hits: int
+    late: int
+    misses: int
+    false_alarms: int
+    leads: tuple[int, ...] = field(default=())
+
+    @property
+    def mean_lead(self) -> float:
+        return float(np.mean(self.leads)) if self.leads else float("nan")
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.n_grok if self.n_grok else float("nan")
+
+    @property
+    def false_alarm_rate(self) -> float:
+        return self.false_alarms / self.n_control if self.n_control else float("nan")
+
+
+def score_runs(runs: Sequence[tuple[int | None, int | None]]) -> AlarmScore:
+    """Score ``(warning_step, grok_step)`` pairs; grok_step None marks a control run."""
+    hits = late = misses = fa = n_g = n_c = 0
+    leads = []
+    for warn, grok in runs:
+        if grok is None:
+            n_c += 1
+            fa += warn is not None
+            continue
+        n_g += 1
+        if warn is None:
+            misses += 1
+        elif warn <= grok:
+            hits += 1
+            leads.append(int(grok) - int(warn))
+        else:
+            late += 1
+    return AlarmScore(n_g, n_c, hits, late, misses, fa, tuple(leads))
+
+
+def evaluate(histories: Iterable[tuple[Any, int | None]], make_detector: Callable[[], Any]) -> AlarmScore:
+    """Replay a fresh detector from ``make_detector()`` over ``(history, grok_step)`` pairs and score it."""
+    return score_runs([(replay(h, make_detector()), g) for h, g in histories])
