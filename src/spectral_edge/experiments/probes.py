@@ -1,8 +1,14 @@
 """Builders that turn a run config's ``probes`` entries into probe objects for a workload.
 
-Each builder takes (workload, run config, options) and returns a
-:class:`~spectral_edge.probes.base.Probe`; ``ALARM_BUILDER`` makes the default grokking
-alarm from the probes a run has. Registered into :mod:`.runner` on import.
+``RunConfig.probes`` maps a probe name to its options, e.g.
+``{"manifold": {"every": 100}, "defect": {"every": 100, "n_samples": 5}}``; the options are
+passed to the probe's constructor, and the workload supplies the model, its loss and its
+training batches. Probes run in the order given: list ``manifold`` before ``defect`` so that
+the defect's projection on the execution subspace uses the basis of the same step.
+
+``ALARM_BUILDER`` makes the default grokking alarm (:class:`~spectral_edge.detectors.GrokAlarm`)
+when a run has the defect probe; keys of the ``defect`` entry that start with ``alarm_`` are
+the alarm's options (``{"defect": {"every": 100, "alarm_persistence": 3}}``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,53 @@ from .runner import ALARM_BUILDER, PROBE_BUILDERS
 from .workloads import Workload
 
 
+def _defect(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:
+    from ..probes.defect import CommutatorDefectProbe
+
+    size = int(opts.pop("batch_size", 512))
+    opts = {k: v for k, v in opts.items() if not k.startswith("alarm_")}
+    return CommutatorDefectProbe(model=wl.model, loss_fn=wl.loss, batch_fn=lambda g: wl.sample_batch(g, size),
+                                 batch_size=size, seed=cfg.seed, **opts)
+
+
+def _gradient_sed(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:
+    from ..probes.gradient_sed import GradientSEDProbe
+
+    size = int(opts.pop("batch_size", 512))
+    return GradientSEDProbe(model=wl.model, loss_fn=wl.loss, batch_fn=lambda g: wl.sample_batch(g, size),
+                            batch_size=size, seed=cfg.seed, **opts)
+
+
+def _manifold(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:
+    from ..probes.manifold import ExecutionManifoldProbe
+
+    return ExecutionManifoldProbe(wl.model, seed=cfg.seed, **opts)
+
+
+def _backbone(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:
+    from ..probes.backbone import BackboneProbe
+
+    return BackboneProbe(wl.model, **opts)
+
+
+PROBE_BUILDERS.update({"defect": _defect, "gradient_sed": _gradient_sed, "manifold": _manifold,
+                       "backbone": _backbone})
+
+
+def _alarm(cfg: RunConfig, probes: list[Any]) -> Any:
+    """The default GrokAlarm when the defect probe is present (options: ``alarm_*`` keys of
+    the defect entry, e.g. ``{"defect": {"alarm_persistence": 3}}``)."""
+    if "defect" not in cfg.probes:
+        return None
+    from ..detectors.alarm import GrokAlarm
+
+    opts = {k[len("alarm_"):]: v for k, v in (cfg.probes.get("defect") or {}).items() if k.startswith("alarm_")}
+    return GrokAlarm(**opts)
+
+
+ALARM_BUILDER.append(_alarm)
+
+
 def available() -> list[str]:
     """Names usable in ``RunConfig.probes``."""
     return sorted(PROBE_BUILDERS)
-
-
-__all__ = ["available", "ALARM_BUILDER", "PROBE_BUILDERS", "RunConfig", "Workload", "Any"]
