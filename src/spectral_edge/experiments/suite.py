@@ -1,0 +1,99 @@
+"""Suites of runs (the papers' grid of operations × seeds, and controls), run in parallel and
+resumable: a run whose folder already holds ``summary.json`` (with the same config) is reused.
+
+Each run is a separate process with one torch thread (two such processes keep a 2-core
+machine busy without the oversubscription that several threads per process cause).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+
+SEEDS = (42, 137, 2024)
+GROKKING_OPS = ("add", "sub", "mul", "x2y2")
+CONTROL_OPS = ("x2xyy2", "x3xy")
+#: the probes every grokking-suite run records (manifold first: the defect projects on its basis)
+SUITE_PROBES = {"manifold": {"every": 100}, "defect": {"every": 100}}
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One run of a suite: its folder name, its role and its config."""
+
+    name: str
+    role: str  # "grok" (expected to grok) or "control"
+    config: RunConfig
+
+
+def grokking_suite(seeds: Sequence[int] = SEEDS, ops: Sequence[str] = GROKKING_OPS, modulus: int = 97,
+                   max_steps: int = 8000, control_steps: int = 12000, controls: bool = True) -> list[SuiteRun]:
+    """The papers' 12 grokking runs (ops × seeds, weight decay 1, stop 1000 steps after grokking)
+    and 9 controls run to ``control_steps`` without early stop: x²+xy+y², x³+xy (never grok)
+    and addition without weight decay."""
+    runs = []
+    for op in ops:
+        for s in seeds:
+            runs.append(SuiteRun(f"{op}-s{s}", "grok", RunConfig(op=op, modulus=modulus, seed=s, steps=max_steps,
+                                                                 probes=dict(SUITE_PROBES), threads=1)))
+    if controls:
+        for op in CONTROL_OPS:
+            for s in seeds:
+                runs.append(SuiteRun(f"{op}-s{s}", "control",
+                                     RunConfig(op=op, modulus=modulus, seed=s, steps=control_steps, early_stop=False,
+                                               probes=dict(SUITE_PROBES), threads=1)))
+        for s in seeds:
+            runs.append(SuiteRun(f"add-wd0-s{s}", "control",
+                                 RunConfig(op="add", modulus=modulus, seed=s, steps=control_steps, weight_decay=0.0,
+                                           early_stop=False, probes=dict(SUITE_PROBES), threads=1)))
+    return runs
+
+
+def _done(folder: Path, cfg: RunConfig) -> bool:
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+        return (folder / "summary.json").is_file() and saved == cfg.to_dict()
+    except (OSError, ValueError):
+        return False
+
+
+def run_suite(runs: Sequence[SuiteRun], out: str | Path, jobs: int = 2,
+              on_event: Callable[[str, SuiteRun, dict[str, Any] | None], None] | None = None) -> dict[str, dict]:
+    """Run every missing run in ``out/<name>/`` with ``jobs`` processes; returns name → summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [r for r in runs if not _done(out / r.name, r.config)]
+    running: list[tuple[subprocess.Popen, SuiteRun, Path]] = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    while todo or running:
+        while todo and len(running) < max(1, jobs):
+            r = todo.pop(0)
+            folder = out / r.name
+            folder.mkdir(parents=True, exist_ok=True)
+            cfg_path = folder / "requested.json"
+            cfg_path.write_text(json.dumps(r.config.to_dict()))
+            log = open(folder / "run.log", "w")
+            p = subprocess.Popen([sys.executable, "-m", "spectral_edge.cli", "run", str(cfg_path), "--out", str(folder),
+                                  "--quiet"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append((p, r, folder))
+            if on_event:
+                on_event("start", r, None)
+        for item in list(running):
+            p, r, folder = item
+            if p.poll() is not None:
+                running.remove(item)
+                summary = json.loads((folder / "summary.json").read_text()) if p.returncode == 0 else None
+                if on_event:
+                    on_event("done" if summary else "failed", r, summary)
+        time.sleep(0.5)
+    return {r.name: json.loads((out / r.name / "summary.json").read_text())
+            for r in runs if (out / r.name / "summary.json").is_file()}
