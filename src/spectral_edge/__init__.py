@@ -13,43 +13,21 @@ Quick start::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "SpectralEdgeError": "errors",
-    "SketchSpec": "functional.sketch",
-    "WindowStats": "functional.spectrum",
-    "window_stats": "functional.spectrum",
-    "k_star": "functional.spectrum",
-    "SketchWindow": "probes.window",
-    "GroupSketcher": "probes.sampler",
-    "Selection": "selection",
-    "AnalysisConfig": "engine",
-    "AnalysisResult": "engine",
-    "TrajectoryAnalyzer": "engine",
-    "analyze_checkpoints": "engine",
-    "read_table": "io.tables",
-    "write_table": "io.tables",
-    "read_history": "io.history",
-    "Monitor": "monitor",
-    "RunConfig": "experiments.config",
-    "run_experiment": "experiments.runner",
-}
-
-__all__ = sorted(_LAZY) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'spectral_edge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "errors": ("SpectralEdgeError",),
+    "functional.sketch": ("SketchSpec",),
+    "functional.spectrum": ("WindowStats", "window_stats", "k_star"),
+    "probes.window": ("SketchWindow",),
+    "probes.sampler": ("GroupSketcher",),
+    "selection": ("Selection",),
+    "engine": ("AnalysisConfig", "AnalysisResult", "TrajectoryAnalyzer", "analyze_checkpoints"),
+    "io.tables": ("read_table", "write_table"),
+    "io.history": ("read_history",),
+    "monitor": ("Monitor",),
+    "experiments.config": ("RunConfig",),
+    "experiments.runner": ("run_experiment",),
+}, extra=["__version__"])

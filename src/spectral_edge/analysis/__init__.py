@@ -20,93 +20,20 @@ statsmodels and ruptures are imported only inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
-_LAZY = {
-    # series
-    "RunData": "series",
-    "Series": "series",
-    "Aligned": "series",
-    "load_run": "series",
-    "align": "series",
-    "values_at": "series",
-    "read_val_csv": "series",
-    # phases
-    "PhaseConfig": "phases",
-    "Phases": "phases",
-    "CollapseEvent": "phases",
-    "PHASE_METHODS": "phases",
-    "smooth": "phases",
-    "plateau_phases": "phases",
-    "derivative_phases": "phases",
-    "threshold_phases": "phases",
-    "changepoint_phases": "phases",
-    "collapse_events": "phases",
-    "detect_phases": "phases",
-    "run_phases": "phases",
-    "boundary_errors": "phases",
-    # coupling
-    "LagCorrelation": "coupling",
-    "PhaseCorrelation": "coupling",
-    "GrangerResult": "coupling",
-    "CouplingResult": "coupling",
-    "LagFlip": "coupling",
-    "detrend": "coupling",
-    "lagged_correlation": "coupling",
-    "circular_shift_pvalue": "coupling",
-    "effective_sample_size": "coupling",
-    "ess_pvalue": "coupling",
-    "granger_test": "coupling",
-    "phase_correlations": "coupling",
-    "lag_coupling": "coupling",
-    "run_coupling": "coupling",
-    "lag_flip": "coupling",
-    # datasets (synthetic series with their truth)
-    "PlantedPhases": "datasets",
-    "PlantedPair": "datasets",
-    "planted_phases": "datasets",
-    "planted_lead": "datasets",
-    "planted_history": "datasets",
-    "ar1": "datasets",
-    # thesis
-    "operator_change": "thesis",
-    "consecutive_operator_change": "thesis",
-    "window_operator_changes": "thesis",
-    "sketch_window_change": "thesis",
-    "WindowThesis": "thesis",
-    "gram_thesis": "thesis",
-    "window_thesis": "thesis",
-    "REGIMES": "thesis",
-    "eigenvalue_change": "thesis",
-    "eigen_gaps": "thesis",
-    "davis_kahan_alpha": "thesis",
-    "half_window_overlap": "thesis",
-    "adiabatic": "thesis",
-    "adiabatic_regime": "thesis",
-    "GapDynamics": "thesis",
-    "gap_dynamics": "thesis",
-    "BBP": "thesis",
-    "bbp_threshold": "thesis",
-    "GapMaximality": "thesis",
-    "gap_maximality": "thesis",
-    "ModeImportance": "thesis",
-    "spectral_loss_decomposition": "thesis",
-    "ThesisReport": "thesis",
-    "run_thesis": "thesis",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'spectral_edge.analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "series": ("RunData", "Series", "Aligned", "load_run", "align", "values_at", "read_val_csv"),
+    "phases": ("PhaseConfig", "Phases", "CollapseEvent", "PHASE_METHODS", "smooth", "plateau_phases",
+        "derivative_phases", "threshold_phases", "changepoint_phases", "collapse_events", "detect_phases",
+        "run_phases", "boundary_errors"),
+    "coupling": ("LagCorrelation", "PhaseCorrelation", "GrangerResult", "CouplingResult", "LagFlip", "detrend",
+        "lagged_correlation", "circular_shift_pvalue", "effective_sample_size", "ess_pvalue", "granger_test",
+        "phase_correlations", "lag_coupling", "run_coupling", "lag_flip"),
+    "datasets": ("PlantedPhases", "PlantedPair", "planted_phases", "planted_lead", "planted_history", "ar1"),
+    "thesis": ("operator_change", "consecutive_operator_change", "window_operator_changes",
+        "sketch_window_change", "WindowThesis", "gram_thesis", "window_thesis", "REGIMES", "eigenvalue_change",
+        "eigen_gaps", "davis_kahan_alpha", "half_window_overlap", "adiabatic", "adiabatic_regime",
+        "GapDynamics", "gap_dynamics", "BBP", "bbp_threshold", "GapMaximality", "gap_maximality",
+        "ModeImportance", "spectral_loss_decomposition", "ThesisReport", "run_thesis"),
+})

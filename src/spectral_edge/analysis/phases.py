@@ -233,16 +233,23 @@ def _prepare(steps: Any, values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 # ---------------------------------------------------------------------- detectors
-def plateau_phases(steps: Any, values: Any, frac: float = 0.85, config: PhaseConfig | None = None) -> Phases:
-    """Plateau = contiguous run around ``argmax R`` with ``R ≥ frac·max R``; rise before, collapse after."""
-    cfg = config or PhaseConfig(method="plateau", frac=frac)
+def _run_phases(method: str, steps: Any, values: Any, cfg: PhaseConfig, tau: float | None = None) -> Phases:
+    """Plateau = contiguous run around ``argmax R`` with ``R ≥ tau`` (None: ``R ≥ frac·max R``);
+    undefined when ``max R < tau``."""
     s, v, ok = _prepare(steps, values)
     if ok.size < cfg.min_points:
-        return _finalize("plateau", s, v, ok, None, cfg, f"only {ok.size} finite values (need {cfg.min_points})")
+        return _finalize(method, s, v, ok, None, cfg, f"only {ok.size} finite values (need {cfg.min_points})")
     f = v[ok]
     p = int(np.argmax(f))
-    lo, hi = _run_around(f, p, cfg.frac * f[p])
-    return _finalize("plateau", s, v, ok, (lo, hi, p), cfg)
+    if tau is not None and f[p] < tau:
+        return _finalize(method, s, v, ok, None, cfg, f"the series never reaches τ = {tau:g} (max {f[p]:.4g})")
+    lo, hi = _run_around(f, p, cfg.frac * f[p] if tau is None else tau)
+    return _finalize(method, s, v, ok, (lo, hi, p), cfg)
+
+
+def plateau_phases(steps: Any, values: Any, frac: float = 0.85, config: PhaseConfig | None = None) -> Phases:
+    """Plateau = contiguous run around ``argmax R`` with ``R ≥ frac·max R``; rise before, collapse after."""
+    return _run_phases("plateau", steps, values, config or PhaseConfig(method="plateau", frac=frac))
 
 
 def derivative_phases(steps: Any, values: Any, window: int = 5, threshold: float = 0.01,
@@ -269,15 +276,7 @@ def derivative_phases(steps: Any, values: Any, window: int = 5, threshold: float
 def threshold_phases(steps: Any, values: Any, tau: float = 1.30, config: PhaseConfig | None = None) -> Phases:
     """Plateau = contiguous run around ``argmax R`` with ``R ≥ τ``; undefined when ``max R < τ``."""
     cfg = config or PhaseConfig(method="threshold", tau=tau)
-    s, v, ok = _prepare(steps, values)
-    if ok.size < cfg.min_points:
-        return _finalize("threshold", s, v, ok, None, cfg, f"only {ok.size} finite values (need {cfg.min_points})")
-    f = v[ok]
-    p = int(np.argmax(f))
-    if f[p] < cfg.tau:
-        return _finalize("threshold", s, v, ok, None, cfg, f"the series never reaches τ = {cfg.tau:g} (max {f[p]:.4g})")
-    lo, hi = _run_around(f, p, cfg.tau)
-    return _finalize("threshold", s, v, ok, (lo, hi, p), cfg)
+    return _run_phases("threshold", steps, values, cfg, cfg.tau)
 
 
 def _noise_sigma(f: np.ndarray) -> float:

@@ -1,5 +1,12 @@
 """Load a run's spectral series and its validation series, and put them on common steps.
 
+:func:`read_run` is the one reader of a run's files (the analyses and the reports both use
+it): it finds the inputs (:func:`find_inputs`), reads a history or an ``analyze`` table into
+its rows by kind, the meta row, ``eval.csv``, ``summary.json`` and ``config.json``, and
+never fails because something is missing. :func:`load_run` is the analyses' stricter view
+of it: spectral rows are required, and the logged metrics are merged with ``eval.csv`` and
+``val``.
+
 Accepted inputs (:func:`load_run`):
 
 - a monitor history ``history.jsonl`` (rows with ``kind``; ``sed`` or ``grad`` rows are the
@@ -20,9 +27,8 @@ interpolated (exact where steps coincide).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,12 @@ from ..errors import ConfigError
 #: validation columns tried in order when none is named
 VAL_COLUMNS: tuple[str, ...] = ("val_loss", "test_loss")
 STREAMS: tuple[str, ...] = ("sed", "grad")
+#: the kinds of history rows :func:`read_run` keeps (``meta`` goes to :attr:`RunData.meta`)
+ROW_KINDS: tuple[str, ...] = ("sed", "grad", "log", "probe", "event")
+#: the ``analyze`` tables looked for in a run folder without a history, in this order
+TABLE_NAMES: tuple[str, ...] = ("metrics.parquet", "metrics.csv", "metrics.jsonl")
+#: files read beside the history or table: key in :attr:`RunData.files` → file name
+SIDE_FILES: tuple[tuple[str, str], ...] = (("eval", "eval.csv"), ("summary", "summary.json"), ("config", "config.json"))
 ALIGN_MODES: tuple[str, ...] = ("interpolate", "common")
 _NON_METRIC = {"kind", "step", "step_first", "group", "window", "k_star_rule"}
 
@@ -86,20 +98,33 @@ def _as_series(name: str, steps: Any, values: Any, window: int | None = None, gr
 
 @dataclass(frozen=True, eq=False)
 class RunData:
-    """Everything the analyses read from one run (see module docs).
+    """Everything read from one run, for the analyses and the reports (see module docs).
 
-    ``spectral``: one row per (window, group, step), the columns of ``sed`` rows.
-    ``logs``: one row per step (index ``step``), numeric user metrics, last value wins.
-    ``meta``: the history's meta row (empty for tables). ``n_parameters``: P if known.
+    ``spectral``: one row per (window, group, step), the columns of ``sed`` rows (empty when
+    the input has none). ``logs``: one row per step (index ``step``), numeric user metrics,
+    last value wins (the history's log rows; :func:`load_run` merges ``eval.csv`` and ``val``).
+    ``meta``: the history's meta row, or a parquet table's ``spectral_edge`` metadata.
+    ``n_parameters``: P if known. ``path``: the source as resolved (a run folder or a file);
+    ``files``: the inputs read (``history`` or ``table``, ``eval``, ``summary``, ``config``);
+    ``frames``: the rows as read, before any cleaning — the history's (or a table's) rows by
+    kind (:data:`ROW_KINDS`; a table without a ``kind`` column sits under ``stream``) and
+    ``eval.csv`` under ``eval``; ``summary``/``config``: the JSON side files; ``notes``:
+    side files that could not be used.
     """
 
     source: str
-    kind: str  # "history" | "table"
+    kind: str  # "history" | "table" | "none" (side files only)
     stream: str
     spectral: Any = field(repr=False)  # pandas DataFrame
     logs: Any = field(repr=False)  # pandas DataFrame indexed by step
     meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
     n_parameters: int | None = None
+    path: Path | None = None
+    files: Mapping[str, Path] = field(default_factory=dict, repr=False)
+    frames: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    notes: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ what is there
     @property
@@ -208,25 +233,93 @@ def _to_float(col: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- loading
-def _is_history_file(path: Path) -> bool:
+def find_inputs(source: str | Path, *, siblings: bool = True) -> tuple[Path, dict[str, Path]]:
+    """(the source as resolved, the input files found): a run folder gives its ``history.jsonl``
+    (else the first of :data:`TABLE_NAMES`, else the history ``summary.json`` points to); a
+    file is a history or a table (:func:`_sniff`), or a side file standing for its folder.
+    The side files (:data:`SIDE_FILES`) of a folder are always found, those beside a history
+    or table file only with ``siblings``."""
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{p}: no such file or folder (give a run folder, a history .jsonl or an analyze table)")
+    files: dict[str, Path] = {}
+    if p.is_file() and p.name in {name for _, name in SIDE_FILES}:
+        p = p.parent
+    if p.is_dir():
+        folder = p
+        if (p / "history.jsonl").is_file():
+            files["history"] = p / "history.jsonl"
+        for name in TABLE_NAMES:
+            if "history" not in files and (p / name).is_file():
+                files["table"] = p / name
+                break
+    else:
+        folder = p.parent
+        files[_sniff(p)] = p
+    if p.is_dir() or siblings:
+        for key, name in SIDE_FILES:
+            if (folder / name).is_file():
+                files[key] = folder / name
+    if "history" not in files and "table" not in files and "summary" in files:
+        pointer = _read_json(files["summary"]).get("history")
+        if isinstance(pointer, str) and pointer:
+            cand = Path(pointer) if Path(pointer).is_absolute() else folder / pointer
+            if cand.is_file():
+                files["history"] = cand
+    if not files:
+        raise ConfigError(f"{p}: found none of history.jsonl, eval.csv, summary.json or metrics.* "
+                          "(is this a run folder?)")
+    return p, files
+
+
+def _sniff(path: Path) -> str:
+    """``history`` (JSON lines with ``kind``) or ``table`` (an analyze output)."""
+    ext = path.suffix.lower()
+    if ext in (".csv", ".parquet", ".pq"):
+        return "table"
+    if ext not in (".jsonl", ".json"):
+        raise ConfigError(f"{path}: unknown input format {ext or '(no extension)'!r}; give a run folder, "
+                          "a history .jsonl or an analyze table (.parquet, .csv, .jsonl)")
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.strip():
                 try:
                     first = json.loads(line)
                 except json.JSONDecodeError:
-                    return False
-                return isinstance(first, dict) and "kind" in first
-    return False
+                    raise ConfigError(f"{path}: the first line is not JSON; is this a history file?") from None
+                return "history" if isinstance(first, dict) and "kind" in first else "table"
+    raise ConfigError(f"{path}: the file is empty; nothing to plot")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, strict: bool = True) -> dict[str, Any]:
+    """A JSON object; anything else raises (``strict``) or gives ``{}``."""
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
-        return obj if isinstance(obj, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+    except (OSError, json.JSONDecodeError) as e:
+        if not strict:
+            return {}
+        raise ConfigError(f"{path}: not readable as JSON ({e})") from None
+    if not isinstance(obj, dict):
+        if not strict:
+            return {}
+        raise ConfigError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _history_meta(path: Path) -> dict[str, Any]:
+    """The history's ``meta`` row as written (empty dict if none): what
+    :func:`~spectral_edge.io.history.history_meta` returns, but reading stops at the row (the
+    writer puts it first) instead of parsing the whole file a second time."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # blank or torn lines; read_history has vetted the file
+                continue
+            if isinstance(row, dict) and row.get("kind") == "meta":
+                return row
+    return {}
 
 
 def _find_n_parameters(*objs: Mapping[str, Any]) -> int | None:
@@ -249,8 +342,9 @@ def _parquet_meta(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _metric_frame(df: Any):
-    """Numeric columns of ``df`` indexed by integer step, one row per step (last value wins)."""
+def _metric_frame(df: Any, keep: str = "last"):
+    """Numeric columns of ``df`` indexed by integer step, one row per step (per column, the
+    ``last`` or ``first`` value present)."""
     import pandas as pd
 
     if df is None or len(df) == 0 or "step" not in df.columns:
@@ -261,16 +355,15 @@ def _metric_frame(df: Any):
     num = df[cols].apply(pd.to_numeric, errors="coerce") if cols else df[[]]
     num = num.loc[:, [c for c in num.columns if num[c].notna().any()]]
     num.insert(0, "step", df["step"].to_numpy())
-    return num.groupby("step", sort=True).last()
+    steps = num.groupby("step", sort=True)
+    return steps.first() if keep == "first" else steps.last()
 
 
 def _merge_metrics(base: Any, extra: Any):
     """``base`` with ``extra``'s columns added on the union of steps; ``extra`` wins where both
     have a value (an explicit --val file overrides the history)."""
-    if extra is None or len(extra.columns) == 0:
+    if extra is None:
         return base
-    if len(base.columns) == 0:
-        return extra
     idx = base.index.union(extra.index)
     out = base.reindex(idx)
     ext = extra.reindex(idx)
@@ -296,52 +389,39 @@ def read_val_csv(path: str | Path):
     return _metric_frame(df)
 
 
-def load_run(source: str | Path, *, val: str | Path | None = None, stream: str = "sed") -> RunData:
-    """Read a history, a run folder or an ``analyze`` table (+ optional ``val`` CSV) into a :class:`RunData`."""
+def _read_eval_csv(path: Path, notes: list[str]):
+    """``eval.csv`` as read, or None with a note when it is unreadable or has no ``step``."""
     import pandas as pd
 
-    from ..io.history import read_history
-    from ..io.tables import read_table
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # a broken side file should not stop the reading
+        notes.append(f"{path.name} is not a readable CSV ({type(e).__name__}); ignored")
+        return None
+    if "step" not in df.columns:
+        notes.append(f"{path.name} has no 'step' column; ignored")
+        return None
+    return df
 
-    if stream not in STREAMS:
-        raise ConfigError(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
-    path = Path(source)
-    extras: list[Mapping[str, Any]] = []
-    eval_csv: Path | None = None
-    if path.is_dir():
-        folder = path
-        path = folder / "history.jsonl"
-        if not path.is_file():
-            raise ConfigError(f"{folder}: not a run folder (no history.jsonl in it)")
-        extras = [_read_json(folder / "summary.json"), _read_json(folder / "config.json")]
-        eval_csv = folder / "eval.csv" if (folder / "eval.csv").is_file() else None
-    elif not path.exists():
-        raise ConfigError(f"{path}: no such file or folder")
-    if path.suffix.lower() in (".jsonl", ".json") and _is_history_file(path):
-        kind = "history"
-        df = read_history(path)
-        if "kind" not in df.columns:
-            df["kind"] = pd.Series(dtype=object)
-        meta_rows = df[df["kind"] == "meta"]
-        meta = {k: v for k, v in meta_rows.iloc[0].items() if _present(v)} if len(meta_rows) else {}
-        spectral = df[df["kind"] == stream].copy()
-        logs = _metric_frame(df[df["kind"] == "log"])
-    else:
-        kind = "table"
-        df = read_table(path)
-        if "kind" in df.columns:
-            df = df[df["kind"] == stream]
-        meta = _parquet_meta(path) if path.suffix.lower() in (".parquet", ".pq") else {}
-        spectral = df.copy()
-        logs = _metric_frame(None)
-    if eval_csv is not None:  # the history's own values win over eval.csv
-        logs = _merge_metrics(read_val_csv(eval_csv), logs)
-    if val is not None:
-        logs = _merge_metrics(logs, read_val_csv(val))
-    spectral = spectral.dropna(axis=1, how="all")
-    if len(spectral) == 0 or "window" not in spectral.columns or "step" not in spectral.columns:
-        what = f"no '{stream}' rows" if kind == "history" else "no spectral rows (columns step, window, …)"
-        raise ConfigError(f"{path}: {what}; nothing to analyse (a history needs at least one full window)")
+
+def _by_kind(df: Any, stream: str) -> dict[str, Any]:
+    """Rows by kind (:data:`ROW_KINDS`); rows without a ``kind`` column are ``stream`` rows."""
+    if "kind" not in df.columns:
+        return {stream: df}
+    if not len(df):
+        return {}
+    kinds = df["kind"].astype(str)
+    return {k: df[kinds == k] for k in ROW_KINDS}
+
+
+def _spectral(rows: Any):
+    """Spectral rows with a window and a step, ``group`` filled in (``all``), ordered by
+    (window, group, step); None when there are none."""
+    import pandas as pd
+
+    spectral = rows.dropna(axis=1, how="all") if rows is not None else None
+    if spectral is None or len(spectral) == 0 or "window" not in spectral.columns or "step" not in spectral.columns:
+        return None
     if "group" not in spectral.columns:
         spectral["group"] = "all"
     spectral["group"] = spectral["group"].fillna("all").astype(str)
@@ -349,17 +429,71 @@ def load_run(source: str | Path, *, val: str | Path | None = None, stream: str =
                         & pd.to_numeric(spectral["step"], errors="coerce").notna()]
     spectral["window"] = pd.to_numeric(spectral["window"]).astype("int64")
     spectral["step"] = pd.to_numeric(spectral["step"]).astype("int64")
-    spectral = spectral.sort_values(["window", "group", "step"], kind="stable").reset_index(drop=True)
-    n_params = _find_n_parameters(meta, *extras)
-    return RunData(str(source), kind, stream, spectral, logs, meta, n_params)
+    return spectral.sort_values(["window", "group", "step"], kind="stable").reset_index(drop=True)
 
 
-def _present(v: Any) -> bool:
-    if v is None:
-        return False
-    if isinstance(v, float) and math.isnan(v):
-        return False
-    return True
+def read_run(source: str | Path, stream: str = "sed", *, siblings: bool = True, strict_json: bool = True) -> RunData:
+    """Read whatever a run has (see :func:`find_inputs`) into a :class:`RunData`; nothing but an
+    unusable source raises. ``siblings``: read the side files beside a history or table file
+    (a folder's are always read); ``strict_json``: an unreadable ``summary.json`` or
+    ``config.json`` raises (else it counts as empty)."""
+    import pandas as pd
+
+    from ..io.history import read_history
+    from ..io.tables import read_table
+
+    if stream not in STREAMS:
+        raise ConfigError(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
+    path, files = find_inputs(source, siblings=siblings)
+    kind, frames, meta = "none", {}, {}
+    if "history" in files:
+        kind = "history"
+        frames = _by_kind(read_history(files["history"]), stream)
+        meta = _history_meta(files["history"])
+    elif "table" in files:
+        kind = "table"
+        try:
+            frames = _by_kind(read_table(files["table"]), stream)
+        except ConfigError:
+            raise
+        except Exception as e:  # a corrupt parquet/csv: say which file
+            raise ConfigError(f"{files['table']}: not readable as a table ({type(e).__name__}: {e})") from None
+        if files["table"].suffix.lower() in (".parquet", ".pq"):
+            meta = _parquet_meta(files["table"])
+    notes: list[str] = []
+    if "eval" in files:
+        ev = _read_eval_csv(files["eval"], notes)
+        if ev is not None:
+            frames["eval"] = ev
+    summary = _read_json(files["summary"], strict_json) if "summary" in files else {}
+    config = _read_json(files["config"], strict_json) if "config" in files else {}
+    spectral = _spectral(frames.get(stream))
+    if spectral is None:
+        spectral = pd.DataFrame({"window": pd.Series(dtype="int64"), "group": pd.Series(dtype=object),
+                                 "step": pd.Series(dtype="int64")})
+    return RunData(str(source), kind, stream, spectral, _metric_frame(frames.get("log")), meta,
+                   _find_n_parameters(meta, summary, config), path, files, frames, summary, config, tuple(notes))
+
+
+def load_run(source: str | Path, *, val: str | Path | None = None, stream: str = "sed") -> RunData:
+    """Read a history, a run folder or an ``analyze`` table (+ optional ``val`` CSV) into a
+    :class:`RunData` with spectral rows (else ConfigError). A run folder must hold a
+    ``history.jsonl``; its ``eval.csv`` fills in metrics the history lacks, its
+    ``summary.json``/``config.json`` give P; files beside a history or table file are not read."""
+    folder = Path(source)
+    if folder.is_dir() and not (folder / "history.jsonl").is_file():
+        raise ConfigError(f"{folder}: not a run folder (no history.jsonl in it)")
+    data = read_run(source, stream, siblings=False, strict_json=False)
+    logs = data.logs
+    if "eval" in data.files:  # read strictly (an unusable eval.csv is an error here); the history's values win
+        logs = _merge_metrics(read_val_csv(data.files["eval"]), logs)
+    if val is not None:
+        logs = _merge_metrics(logs, read_val_csv(val))
+    if len(data.spectral) == 0:
+        what = f"no '{stream}' rows" if data.kind == "history" else "no spectral rows (columns step, window, …)"
+        where = data.files.get("history") or data.files.get("table") or data.path
+        raise ConfigError(f"{where}: {what}; nothing to analyse (a history needs at least one full window)")
+    return replace(data, logs=logs)
 
 
 # ---------------------------------------------------------------------- alignment

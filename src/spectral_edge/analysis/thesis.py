@@ -95,14 +95,18 @@ def window_operator_changes(pairwise: Any, window: int) -> np.ndarray:
 def sketch_window_change(win: Any, W: int) -> float:
     """Exact ‖ΔG‖_F of the newest two windows of W updates held by a :class:`~spectral_edge.probes.window.SketchWindow`
     (the per-group windows of a ``TrajectoryAnalyzer`` are such objects); needs W + 1 updates."""
+    return consecutive_operator_change(_union_gram(win, W))
+
+
+def _union_gram(win: Any, W: int) -> np.ndarray:
+    """The (W+1, W+1) Gram of the newest W + 1 updates of a SketchWindow, oldest first."""
     W = int(W)
     if W < 2 or W > win.max_window:
         raise ConfigError(f"window size must be in [2, {win.max_window}], got {W}")
     if win.n_updates < W + 1:
         raise ConfigError(f"only {win.n_updates} updates so far; ΔG for W = {W} needs {W + 1}")
     idx = win._order(W + 1)
-    U = win.inner[idx][:, idx].numpy()
-    return consecutive_operator_change(U)
+    return win.inner[idx][:, idx].numpy()
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,13 +142,7 @@ def window_thesis(win: Any, W: int, lr: float, rule: str = sp.DEFAULT_KSTAR_RULE
                   high: float = 10.0) -> WindowThesis:
     """:func:`gram_thesis` of the newest window of W updates held by a
     :class:`~spectral_edge.probes.window.SketchWindow` (e.g. ``analyzer.windows[group]``)."""
-    W = int(W)
-    if W < 2 or W > win.max_window:
-        raise ConfigError(f"window size must be in [2, {win.max_window}], got {W}")
-    if win.n_updates < W + 1:
-        raise ConfigError(f"only {win.n_updates} updates so far; ΔG for W = {W} needs {W + 1}")
-    idx = win._order(W + 1)
-    return gram_thesis(win.inner[idx][:, idx].numpy(), lr, rule, low, high)
+    return gram_thesis(_union_gram(win, W), lr, rule, low, high)
 
 
 def eigenvalue_change(lam_prev: Any, lam_cur: Any) -> float:

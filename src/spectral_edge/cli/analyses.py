@@ -16,6 +16,12 @@ from ._app import app, echo_json, parse_windows
 
 _RUN_HELP = "A history.jsonl, a run folder holding one, or a table written by `spectral-edge analyze`."
 _EPILOG_RUN = "RUN is a monitor history (history.jsonl), a run folder holding one, or an `analyze` output table."
+# what every analysis command takes, defined once
+_RUN_ARG = typer.Argument(..., help=_RUN_HELP)
+_WINDOW_OPT = typer.Option([], "--window", "-w", help="Window size W; repeat or comma-separate (default: every W of the run).")
+_GROUP_OPT = typer.Option(None, "--group", "-g", help="Parameter group (default: all).")
+_JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
+_QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No summary table.")
 
 
 def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
@@ -25,6 +31,18 @@ def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
     for w in ws:
         data.resolve_window(w)  # raises on an absent W
     return ws
+
+
+def _load(run: Path, val: Optional[Path], stream: str, group: Optional[str], *outs: Optional[Path]) -> tuple[Any, str]:
+    """Check the output paths' formats (before any work), read the run, resolve the group: (RunData, group)."""
+    from ..analysis.series import load_run
+    from ..io.tables import table_format
+
+    for p in outs:
+        if p is not None:
+            table_format(p)
+    data = load_run(run, val=val, stream=stream)
+    return data, data.resolve_group(group)
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
@@ -96,9 +114,9 @@ def _dominant(counts: dict) -> str:
              "  spectral-edge phases history.jsonl -w 10 --method changepoint --algo pelt --penalty 0.5\n\n"
              "  spectral-edge phases metrics.parquet --out phases.csv --json\n\n" + _EPILOG_RUN)
 def phases(
-    run: Path = typer.Argument(..., help=_RUN_HELP),
-    window: list[str] = typer.Option([], "--window", "-w", help="Window size W; repeat or comma-separate (default: every W of the run)."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Parameter group (default: all)."),
+    run: Path = _RUN_ARG,
+    window: list[str] = _WINDOW_OPT,
+    group: Optional[str] = _GROUP_OPT,
     column: str = typer.Option("gap_ratio", "--column", "-c", help="Spectral column to segment."),
     stream: str = typer.Option("sed", "--stream", help="History rows to read: sed (updates) or grad (gradient-SED)."),
     method: str = typer.Option("all", "--method", "-m", help="plateau | derivative | threshold | changepoint | all."),
@@ -115,12 +133,11 @@ def phases(
     primary_tau: float = typer.Option(1.20, "--primary-tau", help="The τ reported as the collapse step."),
     val: Optional[Path] = typer.Option(None, "--val", help="CSV with step,val_loss (merged into the logged metrics)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Per-row labels: .csv, .parquet or .jsonl."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
+    as_json: bool = _JSON_OPT,
+    quiet: bool = _QUIET_OPT,
 ) -> None:
     """Rise, plateau and collapse of the gap ratio, and the collapse step for each τ."""
     from ..analysis.phases import PHASE_METHODS, PhaseConfig, detect_phases
-    from ..analysis.series import load_run
     from ..errors import ConfigError
     from ..io.tables import table_format
 
@@ -132,8 +149,7 @@ def phases(
     base = PhaseConfig(frac=frac, smooth_window=smooth_window, deriv_threshold=deriv_threshold, tau=tau, algo=algo,
                        cost=cost, penalty=penalty, n_bkps=n_bkps, min_size=min_size,
                        taus=_floats(taus, "--taus"), primary_tau=primary_tau)
-    data = load_run(run, val=val, stream=stream)
-    g = data.resolve_group(group)
+    data, g = _load(run, val, stream, group)
     results, table = [], []
     for W in _windows(data, window):
         ser = data.spectral_series(column, W, g)
@@ -171,9 +187,9 @@ def phases(
              "  spectral-edge coupling history.jsonl --val-column test_loss --out coupling.csv --lags-out lags.csv\n\n"
              + _EPILOG_RUN)
 def coupling(
-    run: Path = typer.Argument(..., help=_RUN_HELP),
-    window: list[str] = typer.Option([], "--window", "-w", help="Window size W; repeat or comma-separate (default: every W of the run)."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Parameter group (default: all)."),
+    run: Path = _RUN_ARG,
+    window: list[str] = _WINDOW_OPT,
+    group: Optional[str] = _GROUP_OPT,
     column: str = typer.Option("gap_ratio", "--column", "-c", help="Spectral column to couple with the loss."),
     stream: str = typer.Option("sed", "--stream", help="History rows to read: sed or grad."),
     val: Optional[Path] = typer.Option(None, "--val", help="CSV with step,val_loss (for tables that carry no losses)."),
@@ -188,20 +204,14 @@ def coupling(
     phase_method: str = typer.Option("plateau", "--phase-method", help="Detector for phase-specific correlations."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="One row per W: .csv, .parquet or .jsonl."),
     lags_out: Optional[Path] = typer.Option(None, "--lags-out", help="One row per (W, lag) with r."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
+    as_json: bool = _JSON_OPT,
+    quiet: bool = _QUIET_OPT,
 ) -> None:
     """Detrended lagged correlation with validation loss per W, the lag flip, significance and Granger."""
     from ..analysis.coupling import LagFlip, run_coupling
     from ..analysis.phases import PhaseConfig
-    from ..analysis.series import load_run
-    from ..io.tables import table_format
 
-    for p in (out, lags_out):
-        if p is not None:
-            table_format(p)
-    data = load_run(run, val=val, stream=stream)
-    g = data.resolve_group(group)
+    data, g = _load(run, val, stream, group, out, lags_out)
     data.validation(val_column)  # fail early with a clear message
     pc = PhaseConfig(method=phase_method)
     results = tuple(run_coupling(data, W, g, column, val_column, phase_config=pc, max_lag=max_lag, degree=degree,
@@ -238,9 +248,9 @@ def coupling(
              "‖ΔG‖ comes from eigenvalue changes between consecutive windows (a lower bound of the exact value; "
              "the exact one needs the Gram matrices, see spectral_edge.analysis.thesis).\n\n" + _EPILOG_RUN)
 def thesis(
-    run: Path = typer.Argument(..., help=_RUN_HELP),
-    window: list[str] = typer.Option([], "--window", "-w", help="Window size W; repeat or comma-separate (default: every W of the run)."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Parameter group (default: all)."),
+    run: Path = _RUN_ARG,
+    window: list[str] = _WINDOW_OPT,
+    group: Optional[str] = _GROUP_OPT,
     stream: str = typer.Option("sed", "--stream", help="History rows to read: sed or grad."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate η (default: the logged lr at each step)."),
     n_parameters: Optional[int] = typer.Option(None, "--n-parameters", "-P", help="P for the BBP threshold (default: from the history)."),
@@ -248,18 +258,13 @@ def thesis(
     high: float = typer.Option(10.0, "--high", help="A above this: forgetting."),
     val: Optional[Path] = typer.Option(None, "--val", help="CSV with step and metric columns (e.g. lr) to merge."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Per-window rows: .csv, .parquet or .jsonl."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
+    as_json: bool = _JSON_OPT,
+    quiet: bool = _QUIET_OPT,
 ) -> None:
     """Adiabatic parameter A and its regime, Davis–Kahan stability, gap dynamics, BBP threshold."""
-    from ..analysis.series import load_run
     from ..analysis.thesis import run_thesis
-    from ..io.tables import table_format
 
-    if out is not None:
-        table_format(out)
-    data = load_run(run, val=val, stream=stream)
-    g = data.resolve_group(group)
+    data, g = _load(run, val, stream, group, out)
     reports = [run_thesis(data, W, g, lr=lr, n_parameters=n_parameters, low=low, high=high)
                for W in _windows(data, window)]
     summaries = [r.summary() for r in reports]

@@ -14,29 +14,9 @@ names below are resolved on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
-_LAZY = {
-    "watch": "torch_hooks",
-    "TensorBoardLogger": "loggers",
-    "WandbLogger": "loggers",
-}
-_SUBMODULES = ("distributed", "hf", "lightning", "loggers", "torch_hooks")
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'spectral_edge.integrations' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*__all__, *_SUBMODULES])
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "torch_hooks": ("watch",),
+    "loggers": ("TensorBoardLogger", "WandbLogger"),
+}, submodules=("distributed", "hf", "lightning", "loggers", "torch_hooks"))

@@ -3,10 +3,10 @@ overlaid (``build_comparison``), made from files only: a history, an ``analyze``
 run folder (``history.jsonl``, ``eval.csv``, ``summary.json``, ``config.json``, any subset).
 A report never touches a live model.
 
-Pipeline: :mod:`.build` loads and aligns the data (:class:`~.build.RunData`, phases, grok and
-warning steps), :mod:`.summary` turns it into facts and plain sentences, :mod:`.figures`
-draws the figures, :mod:`.html` lays out the page, :mod:`.compare` does the same for several
-runs.
+Pipeline: :mod:`.build` takes a run as :func:`spectral_edge.analysis.series.read_run` reads it
+and aligns what a report shows (:class:`~.build.RunView`, phases, grok and warning steps),
+:mod:`.summary` turns it into facts and plain sentences, :mod:`.figures` draws the figures,
+:mod:`.html` lays out the page, :mod:`.compare` does the same for several runs.
 
 Why matplotlib rendered to inline SVG (and not a JavaScript plotting library, or PNGs):
 
@@ -24,32 +24,10 @@ Why matplotlib rendered to inline SVG (and not a JavaScript plotting library, or
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
-_LAZY = {
-    "build_report": "build",
-    "load_run": "build",
-    "RunData": "build",
-    "Phases": "build",
-    "compute_phases": "build",
-    "build_comparison": "compare",
-    "Facts": "summary",
-    "summary_facts": "summary",
-    "summary_sentences": "summary",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'spectral_edge.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_attributes(__name__, {
+    "build": ("build_report", "load_run", "RunView", "Phases", "compute_phases"),
+    "compare": ("build_comparison",),
+    "summary": ("Facts", "summary_facts", "summary_sentences"),
+})

@@ -1,4 +1,4 @@
-"""Loading a run for a report, and assembling the report page.
+"""A run as a report shows it, and assembling the report page.
 
 A *source* is any of:
 
@@ -9,37 +9,40 @@ A *source* is any of:
 - a history file (JSON lines with ``kind``); the files above beside it are read too;
 - an ``analyze`` table (``.parquet``, ``.csv``, ``.jsonl`` without ``kind``).
 
-:func:`load_run` reads what is there into a :class:`RunData` (one window size W and one
-parameter group), finds the grok step and the early-warning step, and computes the phases of
-the gap ratio. Whatever is missing becomes a note, never an error, as long as there is
-something to plot.
+The files are read by :func:`spectral_edge.analysis.series.read_run` (the library's one
+reader of runs). :func:`load_run` turns what it read into a :class:`RunView` (one window
+size W and one parameter group), finds the grok step and the early-warning step, and the
+phases of the gap ratio (:mod:`spectral_edge.analysis.phases`); the defect onset is the
+papers' rule (:mod:`spectral_edge.detectors.onset`). Whatever is missing becomes a note,
+never an error, as long as there is something to plot.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..analysis.phases import PhaseConfig, detect_phases
+from ..analysis.series import RunData, _merge_metrics, _metric_frame, read_run
+from ..detectors.onset import OnsetParams, OnsetTracker, onset_index
 from ..errors import ConfigError
 
 #: test accuracy at which a run counts as grokked when summary.json gives no grok step (METHODS §6)
 GROK_ACC = 0.9
-#: plateau of the built-in phase rule: the contiguous run around the peak with R ≥ 0.85·peak (METHODS §4a)
-PLATEAU_FRACTION = 0.85
-#: collapse event: the first step after the peak with R < τ (METHODS §4, primary τ)
-COLLAPSE_TAU = 1.20
-#: the paper's defect onset rule: D > ONSET_FACTOR·baseline and D > ONSET_ABS, baseline ≥ ONSET_FLOOR
-ONSET_FACTOR, ONSET_ABS, ONSET_FLOOR = 10.0, 20.0, 0.1
-TABLE_NAMES = ("metrics.parquet", "metrics.csv", "metrics.jsonl")
+#: the paper's defect onset rule (:class:`~spectral_edge.detectors.onset.OnsetParams` defaults):
+#: D > ONSET_FACTOR·baseline and D > ONSET_ABS, baseline ≥ ONSET_FLOOR
+ONSET = OnsetParams()
+ONSET_FACTOR, ONSET_ABS, ONSET_FLOOR = ONSET.factor, ONSET.min_defect, ONSET.floor
+#: the phase rule (:class:`~spectral_edge.analysis.phases.PhaseConfig` defaults): plateau = the
+#: contiguous run around the peak with R ≥ 0.85·peak; collapse event: first step after the peak with R < 1.20
+PHASES = PhaseConfig()
 _TEXT_COLUMNS = {"kind", "group", "k_star_rule", "probe", "event", "detector", "reason", "message", "stream",
                  "sketch", "label", "name"}
 
@@ -90,15 +93,15 @@ class Phases:
 
 
 @dataclass(frozen=True)
-class RunData:
-    """One run, ready to plot: the windows of one W and one group, evaluations, probes, events.
+class RunView:
+    """One run, ready to plot: the windows of one W and one group, evaluations, probes, events,
+    drawn from the :class:`~spectral_edge.analysis.series.RunData` read from the files (``data``).
 
     Frames (pandas) are sorted by step with numeric columns; any of them may be empty.
     """
 
+    data: RunData                   # what was read (files, raw rows, summary.json, config.json, meta)
     label: str
-    source: Path
-    files: dict[str, Path]          # which inputs were read: history, table, eval, summary, config
     sed: Any                        # DataFrame: the windows of (window, group), one row per window
     window: int | None              # W shown (None: the input has no window column)
     windows: tuple[int, ...]        # every W in the input
@@ -117,10 +120,22 @@ class RunData:
     jl: Any                         # DataFrame step, jl_error (relative error of R), or None
     jl_note: str
     phases: Phases | None
-    summary: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> Path:
+        """The run folder or input file."""
+        return self.data.path
+
+    @property
+    def files(self) -> Mapping[str, Path]:
+        """Which inputs were read: history or table, eval, summary, config."""
+        return self.data.files
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """The history's meta row (empty for tables)."""
+        return _shown_meta(self.data)
 
     @property
     def sigma_columns(self) -> list[str]:
@@ -138,70 +153,10 @@ class RunData:
         return self.sed["step"].to_numpy(float), self.sed[column].to_numpy(float)
 
 
-# ---------------------------------------------------------------------------- sources
-def _resolve(source: str | Path) -> tuple[Path, dict[str, Path]]:
-    """(the source as given, the input files found) — see module docs."""
-    p = Path(source).expanduser()
-    if not p.exists():
-        raise ConfigError(f"{p}: no such file or folder (give a run folder, a history .jsonl or an analyze table)")
-    files: dict[str, Path] = {}
-    if p.is_file() and p.name in ("summary.json", "config.json", "eval.csv"):
-        p = p.parent
-    if p.is_dir():
-        folder = p
-        if (p / "history.jsonl").is_file():
-            files["history"] = p / "history.jsonl"
-        for name in TABLE_NAMES:
-            if "history" not in files and (p / name).is_file():
-                files["table"] = p / name
-                break
-    else:
-        folder = p.parent
-        kind = _sniff(p)
-        files[kind] = p
-    for key, name in (("eval", "eval.csv"), ("summary", "summary.json"), ("config", "config.json")):
-        if (folder / name).is_file():
-            files[key] = folder / name
-    if "history" not in files and "table" not in files and "summary" in files:
-        pointer = _read_json(files["summary"]).get("history")
-        if isinstance(pointer, str) and pointer:
-            cand = Path(pointer) if Path(pointer).is_absolute() else folder / pointer
-            if cand.is_file():
-                files["history"] = cand
-    if not files:
-        raise ConfigError(f"{p}: found none of history.jsonl, eval.csv, summary.json or metrics.* "
-                          "(is this a run folder?)")
-    return p, files
-
-
-def _sniff(path: Path) -> str:
-    """``history`` (JSON lines with ``kind``) or ``table`` (an analyze output)."""
-    ext = path.suffix.lower()
-    if ext in (".csv", ".parquet", ".pq"):
-        return "table"
-    if ext not in (".jsonl", ".json"):
-        raise ConfigError(f"{path}: unknown input format {ext or '(no extension)'!r}; give a run folder, "
-                          "a history .jsonl or an analyze table (.parquet, .csv, .jsonl)")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    first = json.loads(line)
-                except json.JSONDecodeError:
-                    raise ConfigError(f"{path}: the first line is not JSON; is this a history file?") from None
-                return "history" if isinstance(first, dict) and "kind" in first else "table"
-    raise ConfigError(f"{path}: the file is empty; nothing to plot")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not readable as JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+# ---------------------------------------------------------------------------- frames
+def _shown_meta(data: RunData) -> Mapping[str, Any]:
+    """The meta row of a history (a report reads no metadata from tables)."""
+    return data.meta if data.kind == "history" else {}
 
 
 def _numeric(df):
@@ -266,107 +221,38 @@ def _select(sed, window: int | None, group: str) -> tuple[Any, tuple[str, ...]]:
 
 
 # ---------------------------------------------------------------------------- phases
-def plateau_phases(steps: Sequence[float], ratios: Sequence[float], fraction: float = PLATEAU_FRACTION,
-                   tau: float = COLLAPSE_TAU) -> Phases | None:
-    """Built-in phase rule (METHODS §4a): plateau = the contiguous run of windows around the
-    peak of R with R ≥ fraction·peak (missing values are skipped); rise before, collapse
-    after. Collapse event: the first step after the peak with R < τ (1.20). None when R is
-    missing everywhere."""
-    s = np.asarray(steps, dtype=float)
-    r = np.asarray(ratios, dtype=float)
-    ok = np.isfinite(r) & np.isfinite(s)
-    if not ok.any():
-        return None
-    s, r = s[ok], r[ok]
-    i = int(np.argmax(r))
-    peak = float(r[i])
-    thr = fraction * peak
-    lo = hi = i
-    while lo - 1 >= 0 and r[lo - 1] >= thr:
-        lo -= 1
-    while hi + 1 < len(r) and r[hi + 1] >= thr:
-        hi += 1
-    below = np.nonzero(r[i + 1:] < tau)[0] if peak >= tau else np.array([], dtype=int)
-    return Phases(method=f"built-in rule: plateau = contiguous run around the peak with R ≥ {fraction:g} × peak",
-                  peak_step=int(s[i]), peak_ratio=peak, plateau_start=int(s[lo]), plateau_end=int(s[hi]),
-                  first_step=int(s[0]), last_step=int(s[-1]), threshold=thr,
-                  collapse_event_step=int(s[i + 1 + below[0]]) if len(below) else None, collapse_tau=tau)
-
-
-def _external_phases(steps: np.ndarray, ratios: np.ndarray, builtin: Phases) -> tuple[Phases | None, str | None]:
-    """Phases from :func:`spectral_edge.analysis.phases.detect_phases` when that module exists
-    (it is preferred: it is the library's own, configurable detector). Its answer is read
-    defensively (``valid``, ``plateau_start``/``plateau_end`` in steps, ``peak_step``,
-    ``collapse_step``); anything unusable falls back to the built-in rule with a note."""
-    try:
-        mod = importlib.import_module("spectral_edge.analysis.phases")
-    except ImportError:
-        return None, None
-    except Exception as e:  # a module that fails to import must not break the report
-        return None, f"spectral_edge.analysis.phases failed to import ({type(e).__name__}); phases by the built-in rule"
-    fn = getattr(mod, "detect_phases", None)
-    if not callable(fn):
-        return None, "spectral_edge.analysis.phases has no detect_phases; phases by the built-in rule"
-    try:
-        res = fn(steps, ratios)
-    except Exception as e:
-        return None, f"spectral_edge.analysis.phases.detect_phases failed ({type(e).__name__}: {e}); phases by the built-in rule"
-    if not getattr(res, "valid", True):
-        why = getattr(res, "reason", "") or "no valid plateau"
-        return None, f"spectral_edge.analysis.phases: {why}; phases by the built-in rule"
-    start, end = getattr(res, "plateau_start", None), getattr(res, "plateau_end", None)
-    if start is None or end is None or not int(start) <= builtin.peak_step <= int(end):
-        return None, "spectral_edge.analysis.phases gave a plateau without the peak; phases by the built-in rule"
-    name = getattr(res, "method", "plateau")
-    method = f"spectral_edge.analysis.phases.detect_phases (method '{name}'"
-    method += f": plateau = contiguous run around the peak with R ≥ {PLATEAU_FRACTION:g} × peak)" if name == "plateau" else ")"
-    collapse = getattr(res, "collapse_step", None)
-    return Phases(method=method, peak_step=builtin.peak_step, peak_ratio=builtin.peak_ratio,
-                  plateau_start=int(start), plateau_end=int(end), first_step=builtin.first_step,
-                  last_step=builtin.last_step, threshold=builtin.threshold if name == "plateau" else None,
-                  collapse_event_step=None if collapse is None else int(collapse),
-                  collapse_tau=float(getattr(res, "primary_tau", COLLAPSE_TAU))), None
-
-
 def compute_phases(steps: Sequence[float], ratios: Sequence[float]) -> tuple[Phases | None, str | None]:
-    """Phases of the gap ratio: :mod:`spectral_edge.analysis.phases` when it exists and answers,
-    else :func:`plateau_phases`. Returns (phases or None when R is all missing, a note or None)."""
-    s, r = np.asarray(steps, dtype=float), np.asarray(ratios, dtype=float)
-    builtin = plateau_phases(s, r)
-    if builtin is None:
-        return None, None
-    ext, note = _external_phases(s.astype(np.int64), r, builtin)
-    return (ext or builtin), note
+    """Phases of the gap ratio by :func:`spectral_edge.analysis.phases.detect_phases` (the plateau
+    rule: the contiguous run around the peak with R ≥ 0.85·peak; collapse event: the first step
+    after the peak with R < 1.20). With fewer finite values than that detector needs, the same
+    rule on what there is, and a note. Returns (phases or None when R is all missing, a note or None)."""
+    ph = detect_phases(steps, ratios, PHASES)
+    note = None
+    if ph.valid:
+        method = (f"spectral_edge.analysis.phases.detect_phases (method '{ph.method}': plateau = contiguous run "
+                  f"around the peak with R ≥ {PHASES.frac:g} × peak)")
+    else:
+        if ph.peak_step is None:  # R missing everywhere
+            return None, None
+        note = f"spectral_edge.analysis.phases: {ph.reason}; phases by the built-in rule"
+        ph = detect_phases(steps, ratios, PHASES, min_points=1)
+        method = f"built-in rule: plateau = contiguous run around the peak with R ≥ {PHASES.frac:g} × peak"
+    finite = ph.steps[np.isfinite(ph.values)]
+    return Phases(method=method, peak_step=ph.peak_step, peak_ratio=ph.peak_value, plateau_start=ph.plateau_start,
+                  plateau_end=ph.plateau_end, first_step=int(finite[0]), last_step=int(finite[-1]),
+                  threshold=PHASES.frac * ph.peak_value, collapse_event_step=ph.collapse_step,
+                  collapse_tau=ph.primary_tau), note
 
 
 # ---------------------------------------------------------------------------- evaluations, probes, events
 _DEFECT_VALUE_COLUMNS = ("defect", "defect_median", "median", "value")
 
 
-def _evals(files: dict[str, Path], logs, notes: list[str]):
-    import pandas as pd
-
-    parts = []
-    if "eval" in files:
-        try:
-            ev = pd.read_csv(files["eval"])
-        except Exception as e:  # a broken side file should not stop the report
-            notes.append(f"{files['eval'].name} is not a readable CSV ({type(e).__name__}); ignored")
-            ev = None
-        if ev is not None:
-            if "step" not in ev.columns:
-                notes.append(f"{files['eval'].name} has no 'step' column; ignored")
-            else:
-                parts.append(_numeric(ev))
-    if logs is not None and len(logs):
-        parts.append(_numeric(logs.drop(columns=[c for c in ("kind",) if c in logs.columns])))
-    if not parts:
-        return _empty()
-    ev = _by_step(pd.concat(parts, ignore_index=True, sort=False))
-    ev = ev.groupby("step", sort=True).first().reset_index()  # eval.csv first: it wins on a clash
-    keep = ["step"] + [c for c in ev.columns if c != "step" and c not in _TEXT_COLUMNS
-                       and pd.api.types.is_numeric_dtype(ev[c]) and ev[c].notna().any()]
-    return ev[keep]
+def _evals(frames: Mapping[str, Any]):
+    """eval.csv and the history's log rows, one row per step (``step`` column): per column,
+    eval.csv's value wins on a clash, and the first value of a step within each."""
+    logs = _metric_frame(frames.get("log"), keep="first")
+    return _merge_metrics(logs, _metric_frame(frames.get("eval"), keep="first")).reset_index()
 
 
 def _defect(probes, evals):
@@ -389,17 +275,22 @@ def _defect(probes, evals):
 
 
 def defect_onset(steps: Sequence[float], values: Sequence[float]) -> int | None:
-    """The paper's onset rule (METHODS §6): baseline = max(median of the first 3 values, 0.1);
-    onset = the first record (index ≥ 2) with D > 10·baseline and D > 20. None if never."""
+    """The step of the paper's defect onset (:func:`~spectral_edge.detectors.onset.onset_index`,
+    non-finite values skipped), or None if never."""
     d = np.asarray(values, dtype=float)
-    s = np.asarray(steps, dtype=float)
-    ok = np.isfinite(d)
-    d, s = d[ok], s[ok]
-    if len(d) < 3:
-        return None
-    base = max(float(np.median(d[:3])), ONSET_FLOOR)
-    hits = np.nonzero((np.arange(len(d)) >= 2) & (d > ONSET_FACTOR * base) & (d > ONSET_ABS))[0]
-    return int(s[hits[0]]) if len(hits) else None
+    i = onset_index(np.where(np.isfinite(d), d, np.nan), ONSET)
+    return None if i is None else int(np.asarray(steps, dtype=float)[i])
+
+
+def onset_level(values: Sequence[float]) -> float | None:
+    """The defect level the onset rule asks for, max(ONSET_FACTOR·baseline, ONSET_ABS), from the
+    first finite values; None before the baseline is known."""
+    tracker = OnsetTracker(ONSET)
+    d = np.asarray(values, dtype=float)
+    for v in d[np.isfinite(d)][:ONSET.n_baseline]:
+        tracker.push(v)
+    base = tracker.baseline
+    return None if math.isnan(base) else max(ONSET.factor * base, ONSET.min_defect)
 
 
 def _alarms(events) -> tuple[tuple[Alarm, ...], int]:
@@ -425,7 +316,7 @@ def _accuracy_column(evals) -> str | None:
     return None
 
 
-def _grok(summary: dict[str, Any], files: dict[str, Path], evals, from_history: bool) -> tuple[int | None, str]:
+def _grok(summary: Mapping[str, Any], files: Mapping[str, Path], evals, from_history: bool) -> tuple[int | None, str]:
     if "grok_step" in summary:
         g = summary["grok_step"]
         if g is None:
@@ -444,7 +335,7 @@ def _grok(summary: dict[str, Any], files: dict[str, Path], evals, from_history: 
     return int(hit["step"].iloc[0]), f"first {col} ≥ {GROK_ACC:g} in {where}"
 
 
-def _warning(summary: dict[str, Any], files: dict[str, Path], alarms: tuple[Alarm, ...]) -> tuple[int | None, str]:
+def _warning(summary: Mapping[str, Any], files: Mapping[str, Path], alarms: tuple[Alarm, ...]) -> tuple[int | None, str]:
     w = summary.get("warning_step")
     if w is not None:
         try:
@@ -455,8 +346,6 @@ def _warning(summary: dict[str, Any], files: dict[str, Path], alarms: tuple[Alar
         a = alarms[0]
         return a.step, "first alarm event" + (f" ({a.detector})" if a.detector else "")
     return None, "no alarm"
-
-
 def _jl(sed_all, sed, probes, window: int | None, group: str, sketch: dict[str, Any] | None) -> tuple[Any, str]:
     """Relative error of the gap ratio against an exact reference, when the input has one:
     a ``jl_error`` column in the windows or a probe, or an exact and a sketched stream side
@@ -492,44 +381,19 @@ def _jl(sed_all, sed, probes, window: int | None, group: str, sketch: dict[str, 
 
 
 # ---------------------------------------------------------------------------- load
-def load_run(source: str | Path, window: int | None = None, group: str = "all", label: str | None = None) -> RunData:
+def load_run(source: str | Path, window: int | None = None, group: str = "all", label: str | None = None) -> RunView:
     """Read a run (see module docs) for window size ``window`` (default: W = 10 when recorded,
     else the smallest W) and parameter group ``group``."""
-    import pandas as pd
-
-    from ..io.history import history_meta, read_history
-    from ..io.tables import read_table
-
-    src, files = _resolve(source)
+    data = read_run(source)
+    frames, files = data.frames, data.files
     notes: list[str] = []
-    meta: dict[str, Any] = {}
-    logs = probes = events = None
-    sed_all = _empty()
-    if "history" in files:
-        hist = read_history(files["history"])
-        meta = history_meta(files["history"])
-        if len(hist) and "kind" in hist.columns:
-            kinds = hist["kind"].astype(str)
-            sed_all = hist[kinds == "sed"]
-            logs = hist[kinds == "log"]
-            probes = hist[kinds == "probe"]
-            events = hist[kinds == "event"]
-            if (kinds == "grad").any():
-                notes.append(f"{int((kinds == 'grad').sum())} gradient-stream (gradient-SED) windows are in the history; "
-                             "this report shows the update stream")
-    elif "table" in files:
-        try:
-            tab = read_table(files["table"])
-        except ConfigError:
-            raise
-        except Exception as e:  # a corrupt parquet/csv: say which file
-            raise ConfigError(f"{files['table']}: not readable as a table ({type(e).__name__}: {e})") from None
-        if "kind" in tab.columns:
-            kinds = tab["kind"].astype(str)
-            tab, logs, probes, events = (tab[kinds == "sed"], tab[kinds == "log"], tab[kinds == "probe"],
-                                         tab[kinds == "event"])
-        sed_all = tab
-    sed_all = _numeric(sed_all) if len(sed_all.columns) else sed_all
+    grad = frames.get("grad")
+    if data.kind == "history" and grad is not None and len(grad):
+        notes.append(f"{len(grad)} gradient-stream (gradient-SED) windows are in the history; "
+                     "this report shows the update stream")
+    sed_all = frames.get("sed", _empty())
+    if len(sed_all.columns):
+        sed_all = _numeric(sed_all)
     if len(sed_all) and "step" not in sed_all.columns:
         raise ConfigError(f"{files.get('history') or files.get('table')}: the windows have no 'step' column")
 
@@ -540,33 +404,33 @@ def load_run(source: str | Path, window: int | None = None, group: str = "all", 
         notes.append(f"windows recorded: {', '.join(map(str, windows))}; this report shows W = {W} (choose with --window)")
     if len(groups) > 1:
         notes.append(f"groups recorded: {', '.join(groups)}; this report shows '{group}' (choose with --group)")
+    notes += data.notes
 
-    summary = _read_json(files["summary"]) if "summary" in files else {}
-    config = _read_json(files["config"]) if "config" in files else {}
+    meta = _shown_meta(data)
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     rule = cfg.get("kstar_rule")
     if rule is None and "k_star_rule" in sed.columns and sed["k_star_rule"].notna().any():
         rule = str(sed["k_star_rule"].dropna().iloc[0])
     sketch = cfg.get("sketch") if isinstance(cfg.get("sketch"), dict) else None
 
-    evals = _evals(files, logs, notes)
+    evals = _evals(frames)
+    probes = frames.get("probe")
     defect = _defect(probes, evals)
-    alarms, nonfinite = _alarms(events)
-    grok_step, grok_source = _grok(summary, files, evals, "history" in files)
-    warning_step, warning_source = _warning(summary, files, alarms)
+    alarms, nonfinite = _alarms(frames.get("event"))
+    grok_step, grok_source = _grok(data.summary, files, evals, "history" in files)
+    warning_step, warning_source = _warning(data.summary, files, alarms)
     jl, jl_note = _jl(sed_all, sed, probes, W, group, sketch)
     phases, phase_note = (compute_phases(sed["step"], sed["gap_ratio"]) if "gap_ratio" in sed.columns and len(sed)
                           else (None, None))
     if phase_note:
         notes.append(phase_note)
     if label is None:
-        named = src.resolve()
+        named = data.path.resolve()
         label = named.name if named.is_dir() else named.parent.name if named.name == "history.jsonl" else named.stem
-    return RunData(label=label, source=src, files=files, sed=sed, window=W, windows=windows, group=group,
-                   groups=groups, kstar_rule=rule, sketch=sketch, evals=evals, defect=defect, alarms=alarms,
-                   nonfinite=nonfinite, grok_step=grok_step, grok_source=grok_source, warning_step=warning_step,
-                   warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, summary=summary,
-                   config=config, meta=meta, notes=tuple(notes))
+    return RunView(data=data, label=label, sed=sed, window=W, windows=windows, group=group, groups=groups,
+                   kstar_rule=rule, sketch=sketch, evals=evals, defect=defect, alarms=alarms, nonfinite=nonfinite,
+                   grok_step=grok_step, grok_source=grok_source, warning_step=warning_step,
+                   warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, notes=tuple(notes))
 
 
 # ---------------------------------------------------------------------------- output
@@ -598,7 +462,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return path
 
 
-def default_out(run: RunData) -> Path:
+def default_out(run: RunView) -> Path:
     """``report.html`` in the run folder (or beside the input file)."""
     return (run.source if run.source.is_dir() else run.source.parent) / "report.html"
 

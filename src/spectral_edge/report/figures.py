@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, ONSET_FLOOR, RunData
+from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, onset_level
 from .html import Section
 from .summary import JL_CLAIM, Facts
 
@@ -107,7 +107,7 @@ def _log_if_positive(ax: Any, *arrays: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
-def _marks(ax: Any, run: RunData, color: str | None = None, label: bool = True) -> None:
+def _marks(ax: Any, run: RunView, color: str | None = None, label: bool = True) -> None:
     """Grok step (green) and alarms / warning step (red) as vertical lines."""
     if run.grok_step is not None:
         ax.axvline(run.grok_step, color=color or GROK_COLOR, lw=1.2, ls="--",
@@ -121,7 +121,7 @@ def _marks(ax: Any, run: RunData, color: str | None = None, label: bool = True) 
                    label=f"warning {run.warning_step}" if label else None)
 
 
-def step_range(runs: Sequence[RunData]) -> tuple[float, float] | None:
+def step_range(runs: Sequence[RunView]) -> tuple[float, float] | None:
     """The common step axis: from the first to the last step of any series of any run."""
     lo, hi = math.inf, -math.inf
     for r in runs:
@@ -139,7 +139,7 @@ def step_range(runs: Sequence[RunData]) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
-def _share_x(axes: Sequence[Any], runs: Sequence[RunData]) -> None:
+def _share_x(axes: Sequence[Any], runs: Sequence[RunView]) -> None:
     """Every panel on the common step axis, with integer step ticks."""
     from matplotlib.ticker import MaxNLocator
 
@@ -155,7 +155,7 @@ def _note_in(ax: Any, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------- one run
-def spectrum_section(run: RunData, facts: Facts) -> Section:
+def spectrum_section(run: RunView, facts: Facts) -> Section:
     title = "Singular values of the update window"
     if not len(run.sed):
         return Section("spectrum", title, note="No spectral windows in this input (no sed rows), so no singular values.")
@@ -191,7 +191,7 @@ def spectrum_section(run: RunData, facts: Facts) -> Section:
     return Section("spectrum", title, caption=caption, svg=_render(draw, title, "spectrum"))
 
 
-def edge_section(run: RunData, facts: Facts) -> Section:
+def edge_section(run: RunView, facts: Facts) -> Section:
     title = "Spectral edge k* and gap ratio R, with phases"
     ks, kv = run.series("k_star")
     rs, rv = run.series("gap_ratio")
@@ -262,7 +262,7 @@ def _style(col: str) -> dict[str, Any]:
     return {"ls": "--" if col.startswith("train") or col == "loss" else "-"}
 
 
-def eval_section(run: RunData, facts: Facts) -> Section:
+def eval_section(run: RunView, facts: Facts) -> Section:
     title = "Evaluation: accuracy and loss"
     acc, loss = _eval_columns(run.evals)
     if not acc and not loss:
@@ -296,7 +296,7 @@ def eval_section(run: RunData, facts: Facts) -> Section:
     return Section("eval", title, caption=caption, svg=_render(draw, title, "eval"))
 
 
-def warning_section(run: RunData, facts: Facts) -> Section:
+def warning_section(run: RunView, facts: Facts) -> Section:
     title = "Early-warning signals: commutator defect and g23"
     ds, dv = _col(run.defect, "defect")
     gs, gv = run.series("g23")
@@ -316,9 +316,8 @@ def warning_section(run: RunData, facts: Facts) -> Section:
             ok = np.isfinite(y)
             ax.plot(x[ok], y[ok], color="#6a3d9a", lw=1.4, label="defect D (median)", **_marker(int(ok.sum())))
             _log_if_positive(ax, y)
-            fin = dv[np.isfinite(dv)]
-            if len(fin) >= 3:
-                level = max(ONSET_FACTOR * max(float(np.median(fin[:3])), ONSET_FLOOR), ONSET_ABS)
+            level = onset_level(dv)
+            if level is not None:
                 ax.axhline(level, color="#999", ls=":", lw=0.9, label="onset level")
             ax.set_ylabel("commutator defect")
             _marks(ax, run)
@@ -350,7 +349,7 @@ def warning_section(run: RunData, facts: Facts) -> Section:
     return Section("warning", title, caption=caption, svg=_render(draw, title, "warning"))
 
 
-def jl_section(run: RunData, facts: Facts) -> Section:
+def jl_section(run: RunView, facts: Facts) -> Section:
     title = "Random-projection (JL) error of the gap ratio"
     if run.jl is None or not len(run.jl):
         return Section("jl", title, note=run.jl_note)
@@ -373,7 +372,7 @@ def jl_section(run: RunData, facts: Facts) -> Section:
     return Section("jl", title, caption=caption, svg=_render(draw, title, "jl"))
 
 
-RUN_FIGURES: dict[str, Callable[[RunData, Facts], Section]] = {
+RUN_FIGURES: dict[str, Callable[[RunView, Facts], Section]] = {
     "spectrum": spectrum_section,
     "edge": edge_section,
     "eval": eval_section,
@@ -387,7 +386,7 @@ def _run_color(i: int) -> str:
     return RUN_COLORS[i % len(RUN_COLORS)]
 
 
-def _run_legend(fig: Any, runs: Sequence[RunData]) -> None:
+def _run_legend(fig: Any, runs: Sequence[RunView]) -> None:
     """One legend entry per run (its colour, solid), above the panels."""
     from matplotlib.lines import Line2D
 
@@ -403,7 +402,7 @@ def _style_legend(ax: Any, styles: Sequence[tuple[str, str]]) -> None:
     ax.legend(handles, [t for _, t in styles], loc="best", fontsize=7)
 
 
-def compare_spectrum(runs: Sequence[RunData]) -> Section:
+def compare_spectrum(runs: Sequence[RunView]) -> Section:
     title = "Singular values σ1, σ2 and σ_W, per run"
     usable = [(i, r) for i, r in enumerate(runs) if r.sigma_columns and _any_finite(*[r.sed[c].to_numpy(float) for c in r.sigma_columns])]
     if not usable:
@@ -433,7 +432,7 @@ def compare_spectrum(runs: Sequence[RunData]) -> Section:
     return Section("spectrum", title, caption=caption, svg=_render(draw, title, "spectrum"))
 
 
-def compare_edge(runs: Sequence[RunData]) -> Section:
+def compare_edge(runs: Sequence[RunView]) -> Section:
     title = "Spectral edge k* and gap ratio R, per run"
     usable = [(i, r) for i, r in enumerate(runs) if _any_finite(r.series("gap_ratio")[1], r.series("k_star")[1])]
     if not usable:
@@ -472,7 +471,7 @@ def compare_edge(runs: Sequence[RunData]) -> Section:
     return Section("edge", title, caption=caption, svg=_render(draw, title, "edge"))
 
 
-def compare_eval(runs: Sequence[RunData]) -> Section:
+def compare_eval(runs: Sequence[RunView]) -> Section:
     title = "Evaluation, per run"
     cols = [(i, r, *_eval_columns(r.evals)) for i, r in enumerate(runs)]
     has_acc = any(a for _, _, a, _ in cols)
@@ -511,7 +510,7 @@ def compare_eval(runs: Sequence[RunData]) -> Section:
     return Section("eval", title, caption=caption, svg=_render(draw, title, "eval"))
 
 
-def compare_warning(runs: Sequence[RunData]) -> Section:
+def compare_warning(runs: Sequence[RunView]) -> Section:
     title = "Early-warning signals, per run"
     have_d = [(i, r) for i, r in enumerate(runs) if _any_finite(_col(r.defect, "defect")[1])]
     have_g = [(i, r) for i, r in enumerate(runs) if _any_finite(r.series("g23")[1])]
@@ -546,7 +545,7 @@ def compare_warning(runs: Sequence[RunData]) -> Section:
     return Section("warning", title, caption=caption, svg=_render(draw, title, "warning"))
 
 
-def compare_jl(runs: Sequence[RunData]) -> Section:
+def compare_jl(runs: Sequence[RunView]) -> Section:
     title = "Random-projection (JL) error, per run"
     have = [(i, r) for i, r in enumerate(runs) if r.jl is not None and len(r.jl)]
     if not have:
@@ -571,7 +570,7 @@ def compare_jl(runs: Sequence[RunData]) -> Section:
     return Section("jl", title, caption=caption, svg=_render(draw, title, "jl"))
 
 
-COMPARE_FIGURES: dict[str, Callable[[Sequence[RunData]], Section]] = {
+COMPARE_FIGURES: dict[str, Callable[[Sequence[RunView]], Section]] = {
     "spectrum": compare_spectrum,
     "edge": compare_edge,
     "eval": compare_eval,

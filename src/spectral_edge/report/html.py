@@ -187,8 +187,8 @@ def _data_section(run: Any, facts: Any) -> str:
     if notes:
         parts.append(f"<h3>Notes</h3><ul>{notes}</ul>")
     cfg: list[tuple[str, Any]] = []
-    if run.config:
-        cfg += _flat(run.config)
+    if run.data.config:
+        cfg += _flat(run.data.config)
     meta = {k: v for k, v in run.meta.items() if k not in ("kind", "step")}
     if meta:
         cfg += _flat(meta, "history.")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunData, defect_onset
+from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, defect_onset
 
 #: one line per k* rule, for the caveats
 RULE_TEXT = {
@@ -95,7 +95,7 @@ def _sketch_text(sketch: dict[str, Any] | None) -> str | None:
     return f"{fam} d={sketch.get('dim')} seed={sketch.get('seed')}"
 
 
-def summary_facts(run: RunData) -> Facts:
+def summary_facts(run: RunView) -> Facts:
     """The facts of one run (see :class:`Facts`)."""
     sed = run.sed
     steps = sed["step"].to_numpy(float) if len(sed) else np.array([])
@@ -106,7 +106,7 @@ def summary_facts(run: RunData) -> Facts:
     share = counts[modal] / sum(counts.values()) if counts else None
 
     ph = run.phases
-    final_acc = _finite(run.summary.get("final_test_acc"))
+    final_acc = _finite(run.data.summary.get("final_test_acc"))
     for col in ("test_acc", "val_acc"):
         if final_acc is None and col in run.evals.columns and run.evals[col].notna().any():
             final_acc = float(run.evals[col].dropna().iloc[-1])
