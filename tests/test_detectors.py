@@ -253,3 +253,30 @@ def test_planted_streams_follow_the_papers_numbers():
     assert sc.n_grok == 3 and sc.hits == 3
     with pytest.raises(ConfigError):
         planted_run("nope")
+
+
+def _val_stream(decline: bool, onset_step: int = 1500, steps: int = 4000):
+    """Defect crosses the onset rule at ``onset_step``; the validation loss plateaus, and in the
+    grokking case falls by 40% from step 1800."""
+    rows = []
+    for s in range(100, steps + 1, 100):
+        rows.append({"kind": "probe", "probe": "defect", "step": s, "defect": 2.0 if s < onset_step else 60.0})
+        val = 8.0 if (not decline or s < 1800) else 8.0 * (1 - min(0.4, (s - 1800) / 1000))
+        rows.append({"kind": "log", "step": s, "test_loss": val, "test_acc": 0.01})
+    return rows
+
+
+def test_validation_drop_confirms_the_defect_onset():
+    from spectral_edge.detectors.alarm import GrokAlarm, replay
+
+    det = lambda: GrokAlarm(g23_decline=None, ratio_max=None, val_drop=0.15, persistence=1)  # noqa: E731
+    # 15% below the 8.0 plateau is reached when (s − 1800)/1000 ≥ 0.15, i.e. at step 1950 → first record 2000
+    assert replay(_val_stream(True), det()) == 2000
+    assert replay(_val_stream(False), det()) is None  # the defect alone does not fire it
+    assert replay(_val_stream(False), GrokAlarm.paper()) == 1500  # the papers' rule does
+    # state round trip in the middle of the stream
+    a, b = det(), det()
+    rows = _val_stream(True)
+    a.update(rows[:30])
+    b.load_state_dict(a.state_dict())
+    assert a.update(rows[30:]) == b.update(rows[30:])

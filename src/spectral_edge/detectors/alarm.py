@@ -89,6 +89,8 @@ class GrokAlarm:
                  g23_decline: float | None = 5.0, g23_smooth: int = 3, g23_min_records: int = 3, g23_warmup: int = 0,
                  ratio_max: float | None = 2.0, ratio_records: int = 5, ratio_rule: str | None = "weighted",
                  ratio_key: str = "gap_ratio",
+                 val_drop: float | None = None, val_keys: Sequence[str] = ("val_loss", "test_loss"),
+                 val_min_records: int = 3,
                  confirm: str = "all", persistence: int = 2, group: str = "all", window: int | None = None,
                  name: str = "grok_alarm"):
         if confirm not in ("all", "any"):
@@ -97,8 +99,10 @@ class GrokAlarm:
             raise ConfigError("persistence, g23_smooth and ratio_records must be ≥ 1")
         if g23_decline is not None and not g23_decline > 1:
             raise ConfigError(f"g23_decline is a factor > 1, got {g23_decline}")
-        if defect_factor is None and g23_decline is None and ratio_max is None:
-            raise ConfigError("every signal is disabled; enable the defect, g23_decline or ratio_max")
+        if defect_factor is None and g23_decline is None and ratio_max is None and val_drop is None:
+            raise ConfigError("every signal is disabled; enable the defect, g23_decline, ratio_max or val_drop")
+        if val_drop is not None and not 0 < val_drop < 1:
+            raise ConfigError(f"val_drop is a fraction in (0, 1), got {val_drop}")
         self.use_defect = defect_factor is not None
         self.onset = OnsetParams(defect_factor if defect_factor is not None else 10.0, defect_min, defect_floor,
                                  defect_baseline_n, defect_min_index)
@@ -108,6 +112,8 @@ class GrokAlarm:
         self.g23_smooth, self.g23_min_records, self.g23_warmup = int(g23_smooth), int(g23_min_records), int(g23_warmup)
         self.ratio_max = None if ratio_max is None else float(ratio_max)
         self.ratio_records, self.ratio_key, self.ratio_rule = int(ratio_records), ratio_key, ratio_rule
+        self.val_drop = None if val_drop is None else float(val_drop)
+        self.val_keys, self.val_min_records = tuple(val_keys), int(val_min_records)
         self.confirm, self.persistence = confirm, int(persistence)
         self.group, self.window = group, window
         self.name = name
@@ -127,6 +133,7 @@ class GrokAlarm:
                 "g23_decline": self.g23_decline, "g23_smooth": self.g23_smooth,
                 "g23_min_records": self.g23_min_records, "g23_warmup": self.g23_warmup, "ratio_max": self.ratio_max,
                 "ratio_records": self.ratio_records, "ratio_rule": self.ratio_rule, "ratio_key": self.ratio_key,
+                "val_drop": self.val_drop, "val_keys": list(self.val_keys), "val_min_records": self.val_min_records,
                 "confirm": self.confirm,
                 "persistence": self.persistence, "group": self.group, "window": self.window, "name": self.name}
 
@@ -139,6 +146,8 @@ class GrokAlarm:
         self.g23_peak = float("-inf")
         self.g23_peak_step: int | None = None
         self.ratios: list[float] = []  # recent values (≤ ratio_records)
+        self.val_key: str | None = None  # the first of val_keys seen in a log row
+        self.val_n, self.val_peak, self.val_now = 0, float("-inf"), float("nan")
         self.recent: list[tuple[int, bool]] = []  # (step, condition) of the latest records
         self.fired_step: int | None = None
         self._window = self.window
@@ -170,9 +179,21 @@ class GrokAlarm:
         assert self.ratio_max is not None
         return len(self.ratios) >= self.ratio_records and self._ratio_now() <= self.ratio_max
 
+    def _val_fraction(self) -> float:
+        """How far the validation loss has fallen below its running peak (fraction of the peak)."""
+        if self.val_n == 0 or not self.val_peak > 0:
+            return float("nan")
+        return 1.0 - self.val_now / self.val_peak
+
+    def _val_ok(self) -> bool:
+        assert self.val_drop is not None
+        return self.val_n >= self.val_min_records and self._val_fraction() >= self.val_drop
+
     def condition(self) -> bool:
         """The combined condition on the current state (before persistence)."""
         checks = []
+        if self.val_drop is not None:
+            checks.append(self._val_ok())
         if self.g23_decline is not None:
             checks.append(self._g23_ok())
         if self.ratio_max is not None:
@@ -191,6 +212,9 @@ class GrokAlarm:
                          f"(need {self.g23_decline:g}×)")
         if self.ratio_max is not None:
             parts.append(f"median R {self._ratio_now():.3g} (need ≤ {self.ratio_max:g})")
+        if self.val_drop is not None:
+            parts.append(f"{self.val_key} {100 * self._val_fraction():.0f}% below its peak "
+                         f"(need {100 * self.val_drop:g}%)")
         if self.persistence > 1:
             parts.append(f"held {self.persistence} records")
         return "; ".join(parts)
@@ -204,6 +228,16 @@ class GrokAlarm:
                 return False
             if self.tracker.push(r.get(self.defect_key)):
                 self.defect_onset_step = int(r["step"])
+            return True
+        if kind == "log" and self.val_drop is not None:
+            if self.val_key is None:
+                self.val_key = next((k for k in self.val_keys if not is_missing(r.get(k))), None)
+            v = r.get(self.val_key) if self.val_key is not None else None
+            if is_missing(v):
+                return False
+            self.val_now = float(v)
+            self.val_peak = max(self.val_peak, self.val_now)
+            self.val_n += 1
             return True
         if kind == "sed" and r.get("group", "all") == self.group and not is_missing(r.get("window")):
             if self._window is None:
@@ -258,7 +292,8 @@ class GrokAlarm:
                                "defect_baseline": self.tracker.baseline if self.use_defect else None,
                                "defect_onset_step": self.defect_onset_step,
                                "g23_factor": self._g23_factor() if self.g23_decline is not None else None,
-                               "ratio_median": self._ratio_now() if self.ratio_max is not None else None})
+                               "ratio_median": self._ratio_now() if self.ratio_max is not None else None,
+                               "val_drop": self._val_fraction() if self.val_drop is not None else None})
         return events
 
     # ------------------------------------------------------------------ state
@@ -266,7 +301,8 @@ class GrokAlarm:
         return {"params": self.params(), "tracker": self.tracker.state_dict(), "defect_onset_step": self.defect_onset_step,
                 "g23": list(self.g23), "g23_n": self.g23_n, "g23_peak": self.g23_peak,
                 "g23_peak_step": self.g23_peak_step, "ratios": list(self.ratios),
-                "recent": [[s, c] for s, c in self.recent], "fired_step": self.fired_step, "window_used": self._window}
+                "recent": [[s, c] for s, c in self.recent], "fired_step": self.fired_step, "window_used": self._window,
+                "val": [self.val_key, self.val_n, self.val_peak, self.val_now]}
 
     def load_state_dict(self, s: Mapping[str, Any]) -> None:
         self.reset()
@@ -280,6 +316,9 @@ class GrokAlarm:
         self.recent = [(int(a), bool(b)) for a, b in s["recent"]]
         self.fired_step = s["fired_step"]
         self._window = s.get("window_used", self.window)
+        if "val" in s:
+            self.val_key, self.val_n = s["val"][0], int(s["val"][1])
+            self.val_peak, self.val_now = float(s["val"][2]), float(s["val"][3])
 
 
 # ---------------------------------------------------------------------- offline
