@@ -1,0 +1,54 @@
+"""The grokking reproduction table, on run folders written from planted streams."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from spectral_edge.detectors.alarm import GrokAlarm
+from spectral_edge.detectors.synthetic import planted_run
+from spectral_edge.experiments.grokking import grokking_rows, score, write_grokking_doc
+from spectral_edge.experiments.config import RunConfig
+from spectral_edge.io.history import HistoryWriter
+
+
+@dataclass(frozen=True)
+class _Run:
+    name: str
+    role: str
+
+
+def _write(folder, planted, op):
+    folder.mkdir(parents=True)
+    with HistoryWriter(folder / "history.jsonl", {"n_parameters": 100}) as h:
+        h.write(planted.rows)
+    (folder / "config.json").write_text(json.dumps(RunConfig(op=op).to_dict()))
+    (folder / "summary.json").write_text(json.dumps({"grok_step": planted.grok_step, "grok_step_098x3": None,
+                                                     "steps_run": 6000, "final_test_acc": 0.5}))
+
+
+def test_table_scores_planted_runs(tmp_path):
+    runs = []
+    for i in range(3):
+        g = planted_run("grok", seed=i)
+        _write(tmp_path / f"add-s{i}", g, "add")
+        runs.append(_Run(f"add-s{i}", "grok"))
+        c = planted_run("control_nowd", seed=10 + i)
+        _write(tmp_path / f"ctl-s{i}", c, "x3xy")
+        runs.append(_Run(f"ctl-s{i}", "control"))
+    runs.append(_Run("missing", "grok"))  # not run yet: skipped
+    dets = {"paper": lambda: GrokAlarm.paper(), "combined": lambda: GrokAlarm()}
+    rows = grokking_rows(tmp_path, runs, dets)
+    assert [r["run"] for r in rows] == ["add-s0", "ctl-s0", "add-s1", "ctl-s1", "add-s2", "ctl-s2"]
+    grok = [r for r in rows if r["role"] == "grok"]
+    for r in grok:
+        # the planted defect crosses the onset rule 600–1600 steps before the planted grok step
+        assert 600 <= r["lead[paper]"] <= 1700
+        assert r["g23_decline"] >= 10 and r["peak_defect"] > 20
+    paper, combined = score(rows, "paper"), score(rows, "combined")
+    assert paper["false_alarms"] == 3 and paper["leads_ge_min"] == 3  # the caveat: the rule fires on controls
+    assert combined["false_alarms"] < paper["false_alarms"]
+    doc = write_grokking_doc(rows, tmp_path / "doc.md", setup="planted streams", detectors=["paper", "combined"])
+    text = doc.read_text()
+    assert "| paper | 3/3 |" in text and "3/3 | ctl-s0, ctl-s1, ctl-s2 |" in text
+    assert "2800–3300" in text  # the papers' grok steps for add are placed beside ours
