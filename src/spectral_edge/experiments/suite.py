@@ -58,6 +58,30 @@ def grokking_suite(seeds: Sequence[int] = SEEDS, ops: Sequence[str] = GROKKING_O
     return runs
 
 
+def sequence_suite(seeds: Sequence[int] = SEEDS, scan_model: dict[str, Any] | None = None,
+                   scan_batch: int = 128, scan_steps: int = 8000) -> list[SuiteRun]:
+    """Dyck-1 depth (the papers' setup: 50 training words, batch 50, AdamW lr 1e-3, wd 1; grok
+    = per-token test accuracy ≥ 0.95) and SCAN simple split (2,048 training commands, AdamW
+    lr 1e-4, wd 1; grok = exact-match test accuracy ≥ 0.9). SCAN's 3+3-layer d = 256 model
+    (4M parameters) is too slow for a CPU suite, so ``scan_model`` shrinks it by default
+    (d = 128, 2+2 layers), and the summary says so."""
+    scan_model = {"d_model": 128, "d_ff": 256, "n_enc_layers": 2, "n_dec_layers": 2} if scan_model is None else scan_model
+    runs = []
+    for s in seeds:
+        runs.append(SuiteRun(f"dyck-s{s}", "grok", RunConfig(task="dyck", seed=s, data_seed=s, batch_size=50, steps=6000,
+                                                              grok_threshold=0.95, probes=dict(SUITE_PROBES),
+                                                              threads=1)))
+    for s in seeds:
+        runs.append(SuiteRun(f"scan-s{s}", "grok", RunConfig(task="scan", seed=s, data_seed=s, batch_size=scan_batch,
+                                                              lr=1e-4, steps=scan_steps, eval_every=250,
+                                                              model=dict(scan_model),
+                                                              task_options={"n_test": 500},
+                                                              probes={"manifold": {"every": 100},
+                                                                      "defect": {"every": 100, "batch_size": 256}},
+                                                              threads=1)))
+    return runs
+
+
 def _done(folder: Path, cfg: RunConfig) -> bool:
     try:
         saved = json.loads((folder / "config.json").read_text())
