@@ -78,7 +78,8 @@ def parse_windows(values: list[str]) -> tuple[int, ...]:
 
 def progress(label: str, quiet: bool) -> tuple[Any, Callable[[int, int, Any], None] | None]:
     """A rich progress bar on a terminal, else a no-op: returns (context manager, callback
-    ``cb(done, total, step)``); the callback is None when no bar is shown."""
+    ``cb(done, total, where)``); ``where`` is a training step (shown as "step N") or any
+    text (shown as is). The callback is None when no bar is shown."""
     console = stderr_console()
     if quiet or not console.is_terminal:
         return contextlib.nullcontext(), None
@@ -86,12 +87,13 @@ def progress(label: str, quiet: bool) -> tuple[Any, Callable[[int, int, Any], No
                                TimeRemainingColumn)
 
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("step {task.fields[step]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[where]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console, transient=True)
-    task = prog.add_task(label, total=None, step="-")
+    task = prog.add_task(label, total=None, where="")
 
-    def cb(done: int, total: int, step: Any) -> None:
-        prog.update(task, completed=done, total=total, step=step)
+    def cb(done: int, total: int, where: Any) -> None:
+        text = f"step {where}" if isinstance(where, int) else str(where)
+        prog.update(task, completed=done, total=total, where=text)
 
     return prog, cb
 
