@@ -280,3 +280,14 @@ def test_validation_drop_confirms_the_defect_onset():
     a.update(rows[:30])
     b.load_state_dict(a.state_dict())
     assert a.update(rows[30:]) == b.update(rows[30:])
+
+
+def test_recommended_alarm_is_the_defect_onset_confirmed_by_the_validation_drop():
+    from spectral_edge.detectors.alarm import GrokAlarm, replay
+
+    rec = GrokAlarm.recommended()
+    p = rec.params()
+    assert p["val_drop"] == 0.15 and p["g23_decline"] is None and p["ratio_max"] is None and p["persistence"] == 1
+    assert replay(_val_stream(True), GrokAlarm.recommended()) == 2000
+    assert replay(_val_stream(False), GrokAlarm.recommended()) is None
+    assert GrokAlarm.recommended(val_drop=0.3).params()["val_drop"] == 0.3

@@ -33,11 +33,10 @@ PAPERS = {
 #: Detectors compared in the table (replayed on each history). The first is the default
 #: alarm that the runner attaches (``warning_step`` in summary.json).
 DETECTORS: dict[str, Callable[[], Any]] = {
-    "ours": lambda: GrokAlarm(g23_decline=None, ratio_max=None, val_drop=0.15, persistence=2, name="grok_alarm"),
+    "ours": lambda: GrokAlarm.recommended(),
     "paper rule": lambda: GrokAlarm.paper(),
     "geometry only": lambda: GrokAlarm(),
-    "validation only": lambda: GrokAlarm(defect_factor=None, g23_decline=None, ratio_max=None, val_drop=0.15,
-                                         persistence=2, name="val_only"),
+    "validation only": lambda: GrokAlarm.recommended(defect_factor=None, name="val_only"),
 }
 
 

@@ -54,14 +54,14 @@ PROBE_BUILDERS.update({"defect": _defect, "gradient_sed": _gradient_sed, "manifo
 
 
 def _alarm(cfg: RunConfig, probes: list[Any]) -> Any:
-    """The default GrokAlarm when the defect probe is present (options: ``alarm_*`` keys of
-    the defect entry, e.g. ``{"defect": {"alarm_persistence": 3}}``)."""
+    """The recommended GrokAlarm when the defect probe is present (options: ``alarm_*`` keys of
+    the defect entry override it, e.g. ``{"defect": {"alarm_persistence": 3}}``)."""
     if "defect" not in cfg.probes:
         return None
     from ..detectors.alarm import GrokAlarm
 
     opts = {k[len("alarm_"):]: v for k, v in (cfg.probes.get("defect") or {}).items() if k.startswith("alarm_")}
-    return GrokAlarm(**opts)
+    return GrokAlarm.recommended(**opts)
 
 
 ALARM_BUILDER.append(_alarm)
