@@ -12,6 +12,7 @@ from . import demo as _demo  # noqa: F401,E402  (registers `demo`)
 from . import experiments as _experiments  # noqa: F401,E402  (registers `grok`, `run`)
 from . import analyses as _analyses  # noqa: F401,E402  (registers phases, coupling, thesis)
 from . import report as _report  # noqa: F401,E402  (registers report, compare)
+from . import reproduce as _reproduce  # noqa: F401,E402  (registers reproduce trajectories, grokking)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,104 @@
+"""``spectral-edge reproduce …``: re-run the papers' studies and write their documents.
+
+The sub-app object is :data:`reproduce`; other modules add commands to it (``grokking``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, echo_json, stderr_console
+
+reproduce = typer.Typer(
+    help="Re-run the papers' studies (resumable) and write a results document with figures.",
+    no_args_is_help=True,
+)
+app.add_typer(reproduce, name="reproduce")
+
+
+@reproduce.command(
+    "trajectories",
+    epilog="Examples:\n\n"
+    "  spectral-edge reproduce trajectories --out results/trajectories\n\n"
+    "  nice -n 10 spectral-edge reproduce trajectories --out results/trajectories --jobs 2\n\n"
+    "  spectral-edge reproduce trajectories --out /tmp/traj-quick --quick",
+)
+def trajectories(
+    out: Path = typer.Option(Path("results/trajectories"), "--out", "-o",
+                             help="Folder of the runs (one sub-folder per run), results.json and the JL cache."),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Runs trained in parallel (one thread each)."),
+    quick: bool = typer.Option(False, "--quick", help="A few hundred steps per run: tests the pipeline end to end."),
+    doc: Optional[Path] = typer.Option(
+        None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
+        "Default: docs/trajectories.md, or OUT/trajectories.md with --quick."),
+    study: list[str] = typer.Option([], "--study", help="Only these studies: lm, jl, optimizers, backbone "
+                                    "(repeatable; default all)."),
+    no_train: bool = typer.Option(False, "--no-train", help="Only analyse runs that already exist."),
+    scale: Optional[str] = typer.Option(None, "--scale", hidden=True, help="full | quick | tiny (tests)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the claims table as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Language-model trajectory, JL accuracy, optimizer and backbone studies → a claims document.
+
+    Trains what is missing in OUT, analyses every study, rewrites the document (claims, measurements, verdicts).
+    """
+    from ..experiments.studies import STUDIES, reproduce_trajectories
+
+    name = scale or ("quick" if quick else "full")
+    if doc is None:
+        doc = Path("docs/trajectories.md") if name == "full" else out / "trajectories.md"
+    chosen = tuple(study) or STUDIES
+    console = stderr_console()
+    log = None if quiet else (lambda msg: console.print(f"[dim]reproduce:[/] {msg}"))
+    res = reproduce_trajectories(out, jobs=jobs, scale=name, studies=chosen, doc=doc, train=not no_train, log=log)
+    if as_json:
+        echo_json({"doc": res["doc"], "figures": res["figures"], "claims": res["claims"]})
+    elif not quiet:
+        for c in res["claims"]:
+            typer.echo(f"{c['verdict']:>18}  {c['claim']}")
+        typer.echo(f"document: {res['doc']}")
+
+
+@reproduce.command(
+    "grokking",
+    epilog="Examples:\n\n"
+    "  spectral-edge reproduce grokking --out results/grokking --jobs 2\n\n"
+    "  spectral-edge reproduce grokking --out results/grokking --no-train\n\n"
+    "  spectral-edge reproduce grokking --out /tmp/grok-quick --quick",
+)
+def grokking(
+    out: Path = typer.Option(Path("results/grokking"), "--out", "-o",
+                             help="Folder of the runs (one sub-folder per run) and grokking_runs.csv."),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Runs trained in parallel (one thread each)."),
+    quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, a few hundred steps: tests the pipeline."),
+    doc: Optional[Path] = typer.Option(
+        None, "--doc", help="Markdown document to (re)write. Default: docs/grokking.md, or OUT/grokking.md with --quick."),
+    no_sequence: bool = typer.Option(False, "--no-sequence", help="Leave out the Dyck and SCAN runs."),
+    no_train: bool = typer.Option(False, "--no-train", help="Train nothing; document the finished runs only."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Modular-arithmetic grokking (12 runs + 9 controls), Dyck and SCAN → docs/grokking.md.
+
+    Trains what is missing in OUT (resumable, JOBS at a time), scores every early-warning detector
+    on the finished runs and rewrites the document with the papers' numbers beside ours.
+    """
+    from ..experiments.grokking import reproduce_grokking
+
+    if doc is None:
+        doc = out / "grokking.md" if quick else Path("docs/grokking.md")
+    console = stderr_console()
+
+    def on_event(kind, run, summary) -> None:
+        if quiet:
+            return
+        extra = ""
+        if summary:
+            extra = f" grok step {summary.get('grok_step')}, {summary.get('wall_seconds', 0):.0f} s"
+        console.print(f"[dim]reproduce:[/] {kind} {run.name}{extra}")
+
+    path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sequence=not no_sequence, train=not no_train,
+                              on_event=on_event)
+    typer.echo(f"document: {path}")
