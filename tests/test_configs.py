@@ -1,0 +1,34 @@
+"""The shipped ``configs/*.toml`` load, and each equals the run of the suite it says it matches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spectral_edge.experiments.config import RunConfig
+from spectral_edge.experiments.studies import lm_config, get_scale
+from spectral_edge.experiments.suite import grokking_suite, sequence_suite
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _suite(name: str) -> RunConfig:
+    for r in grokking_suite() + sequence_suite():
+        if r.name == name:
+            return r.config
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("file,expected", [
+    ("modular-add.toml", lambda: _suite("add-s42")),
+    ("dyck.toml", lambda: _suite("dyck-s42")),
+    ("scan.toml", lambda: _suite("scan-s42")),
+    ("lm-tiny.toml", lambda: lm_config(get_scale("full"), 42, "adamw")),
+])
+def test_config_matches_the_suite_run(file, expected):
+    assert RunConfig.from_file(CONFIGS / file) == expected()
+
+
+def test_every_shipped_config_is_tested():
+    assert {p.name for p in CONFIGS.glob("*.toml")} == {"modular-add.toml", "dyck.toml", "scan.toml", "lm-tiny.toml"}
