@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._numbers import finite_or_none as _finite
 from ..detectors.alarm import GrokAlarm, replay
 from ..errors import ConfigError
 from ..detectors.signals import gram_edge_summary, ratio_series, series
@@ -42,12 +43,6 @@ DETECTORS: dict[str, Callable[[], Any]] = {
 }
 
 
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def summarize_run(folder: str | Path, role: str, detectors: dict[str, Callable[[], Any]] | None = None

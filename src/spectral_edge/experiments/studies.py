@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._numbers import finite_or_none as _finite
 from ..errors import ConfigError
 from .config import RunConfig
 from .suite import SuiteRun
@@ -231,13 +232,6 @@ def study_plan(scale: str | Scale = "full", studies: Sequence[str] = STUDIES) ->
 
 
 # ---------------------------------------------------------------------- small helpers
-def _finite(x: Any) -> float | None:
-    """A JSON-safe float (None for NaN/inf/None)."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _group(name: str) -> str:

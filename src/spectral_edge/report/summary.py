@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._numbers import finite_or_none as _finite
 from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, defect_onset
 
 #: one line per k* rule, for the caveats
@@ -78,12 +79,6 @@ class Facts:
         return asdict(self)
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _sketch_text(sketch: dict[str, Any] | None) -> str | None:
