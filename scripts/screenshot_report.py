@@ -7,13 +7,13 @@ full-batch steps under the :class:`~spectral_edge.monitor.Monitor` (exact window
 a sample every 20 steps), with a commutator-defect probe, the paper's onset rule as the
 alarm detector, and the runner's files (``eval.csv``, ``summary.json``, ``config.json``).
 It groks (test accuracy ≥ 0.9) after roughly 700 steps; about a minute on 2 shared CPU cores.
-The probe and the alarm here are small stand-ins written for this script, so that it does
-not depend on the library's probe and detector modules while they are being written.
+The README's picture is made from the demo instead (``spectral-edge demo``, then
+``--source spectral-edge-demo/``); the built-in run is for trying the report without it.
 
 Usage::
 
     python scripts/screenshot_report.py                          # train, report, screenshot
-    python scripts/screenshot_report.py --source spectral-edge-demo/metrics.csv
+    python scripts/screenshot_report.py --source spectral-edge-demo/             # the README's picture
     python scripts/screenshot_report.py --source runs/add-wd1/ --out docs/report.png --keep report.html
 
 Needs Chromium (Debian: ``apt-get install chromium``) and ``pip install playwright``; the
