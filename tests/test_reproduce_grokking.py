@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 from typer.testing import CliRunner
 
@@ -25,9 +26,11 @@ def test_reproduce_grokking_quick_resume_and_missing_runs(tmp_path):
     assert "Not finished" not in text
     # a second call trains nothing (summaries untouched) and rewrites the same table
     mtimes = {p: p.stat().st_mtime for p in out.glob("*/summary.json")}
-    r = CliRunner().invoke(app, ["reproduce", "grokking", "--out", str(out), "--quick", "--quiet"])
+    r = CliRunner().invoke(app, ["reproduce", "grokking", "--out", str(out), "--quick", "--json"])
     assert r.exit_code == 0, r.output
     assert {p: p.stat().st_mtime for p in out.glob("*/summary.json")} == mtimes
+    got = json.loads(r.stdout)
+    assert got["doc"] == str(doc) and {row["run"] for row in got["runs"]} == names
     # --no-train documents what is finished and names what is not
     (out / "x3xy-s42" / "summary.json").unlink()
     r = CliRunner().invoke(app, ["reproduce", "grokking", "--out", str(out), "--quick", "--quiet", "--no-train"])

@@ -5,6 +5,7 @@ The sub-app object is :data:`reproduce`; other modules add commands to it (``gro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -78,6 +79,7 @@ def grokking(
         None, "--doc", help="Markdown document to (re)write. Default: docs/grokking.md, or OUT/grokking.md with --quick."),
     no_sequence: bool = typer.Option(False, "--no-sequence", help="Leave out the Dyck and SCAN runs."),
     no_train: bool = typer.Option(False, "--no-train", help="Train nothing; document the finished runs only."),
+    as_json: bool = typer.Option(False, "--json", help="Print the document's path and the per-run table as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Modular-arithmetic grokking (12 runs + 9 controls), Dyck and SCAN → docs/grokking.md.
@@ -100,5 +102,11 @@ def grokking(
         console.print(f"[dim]reproduce:[/] {kind} {run.name}{extra}")
 
     path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sequence=not no_sequence, train=not no_train,
-                              on_event=on_event)
-    typer.echo(f"document: {path}")
+                              on_event=None if as_json else on_event)
+    if as_json:
+        import pandas as pd
+
+        table = pd.read_csv(out / "grokking_runs.csv")
+        echo_json({"doc": str(path), "runs": json.loads(table.to_json(orient="records"))})
+    else:
+        typer.echo(f"document: {path}")
