@@ -19,6 +19,19 @@ reproduce = typer.Typer(
 )
 app.add_typer(reproduce, name="reproduce")
 
+# options both studies share
+_JOBS_OPT = typer.Option(2, "--jobs", "-j", min=1, help="Runs trained in parallel (one thread each).")
+_NO_TRAIN_OPT = typer.Option(False, "--no-train", help="Train nothing; use the runs that already finished.")
+_QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress lines.")
+
+
+def _progress(quiet: bool):
+    """A one-line-per-event logger on stderr (None when quiet)."""
+    if quiet:
+        return None
+    console = stderr_console()
+    return lambda msg: console.print(f"[dim]reproduce:[/] {msg}")
+
 
 @reproduce.command(
     "trajectories",
@@ -30,17 +43,17 @@ app.add_typer(reproduce, name="reproduce")
 def trajectories(
     out: Path = typer.Option(Path("results/trajectories"), "--out", "-o",
                              help="Folder of the runs (one sub-folder per run), results.json and the JL cache."),
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Runs trained in parallel (one thread each)."),
+    jobs: int = _JOBS_OPT,
     quick: bool = typer.Option(False, "--quick", help="A few hundred steps per run: tests the pipeline end to end."),
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
         "Default: docs/trajectories.md, or OUT/trajectories.md with --quick."),
     study: list[str] = typer.Option([], "--study", help="Only these studies: lm, jl, optimizers, backbone "
                                     "(repeatable; default all)."),
-    no_train: bool = typer.Option(False, "--no-train", help="Only analyse runs that already exist."),
+    no_train: bool = _NO_TRAIN_OPT,
     scale: Optional[str] = typer.Option(None, "--scale", hidden=True, help="full | quick | tiny (tests)."),
     as_json: bool = typer.Option(False, "--json", help="Print the claims table as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    quiet: bool = _QUIET_OPT,
 ) -> None:
     """Language-model trajectory, JL accuracy, optimizer and backbone studies → a claims document.
 
@@ -52,8 +65,7 @@ def trajectories(
     if doc is None:
         doc = Path("docs/trajectories.md") if name == "full" else out / "trajectories.md"
     chosen = tuple(study) or STUDIES
-    console = stderr_console()
-    log = None if quiet else (lambda msg: console.print(f"[dim]reproduce:[/] {msg}"))
+    log = _progress(quiet)
     res = reproduce_trajectories(out, jobs=jobs, scale=name, studies=chosen, doc=doc, train=not no_train, log=log)
     if as_json:
         echo_json({"doc": res["doc"], "figures": res["figures"], "claims": res["claims"]})
@@ -73,14 +85,14 @@ def trajectories(
 def grokking(
     out: Path = typer.Option(Path("results/grokking"), "--out", "-o",
                              help="Folder of the runs (one sub-folder per run) and grokking_runs.csv."),
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Runs trained in parallel (one thread each)."),
+    jobs: int = _JOBS_OPT,
     quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, a few hundred steps: tests the pipeline."),
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write. Default: docs/grokking.md, or OUT/grokking.md with --quick."),
     no_sequence: bool = typer.Option(False, "--no-sequence", help="Leave out the Dyck and SCAN runs."),
-    no_train: bool = typer.Option(False, "--no-train", help="Train nothing; document the finished runs only."),
+    no_train: bool = _NO_TRAIN_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the document's path and the per-run table as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    quiet: bool = _QUIET_OPT,
 ) -> None:
     """Modular-arithmetic grokking (12 runs + 9 controls), Dyck and SCAN → docs/grokking.md.
 
@@ -91,18 +103,14 @@ def grokking(
 
     if doc is None:
         doc = out / "grokking.md" if quick else Path("docs/grokking.md")
-    console = stderr_console()
+    log = _progress(quiet or as_json)
 
     def on_event(kind, run, summary) -> None:
-        if quiet:
-            return
-        extra = ""
-        if summary:
-            extra = f" grok step {summary.get('grok_step')}, {summary.get('wall_seconds', 0):.0f} s"
-        console.print(f"[dim]reproduce:[/] {kind} {run.name}{extra}")
+        extra = f" grok step {summary.get('grok_step')}, {summary.get('wall_seconds', 0):.0f} s" if summary else ""
+        log(f"{kind} {run.name}{extra}")
 
     path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sequence=not no_sequence, train=not no_train,
-                              on_event=None if as_json else on_event)
+                              on_event=on_event if log else None)
     if as_json:
         import pandas as pd
 
