@@ -36,12 +36,13 @@ leads grokking by 600–1300 steps (mean 942) in 12/12 runs but also fires in 9/
 the papers warn. g23 and R did not separate the controls from the grokking runs here: g23
 declines 17–108× in the controls too, and R before grokking is 1.42 ± 0.08 in grokking runs
 against 1.08 in the never-grokking operations (the papers' 2.83 without weight decay was not
-reproduced: 1.74 ± 0.20). :meth:`GrokAlarm.recommended` (onset confirmed by a ≥ 15% drop of
-the validation loss below its running peak) leads by ≥ 500 steps in 12/12 runs (mean 875,
-shortest 600) and fires in 2/9 controls, both addition without weight decay, whose validation
-loss dips by more than 15% for single evaluations. The validation drop alone does as well on
-this grid (12/12, mean lead 1158, 2/9): on these tasks the geometry adds no separation that
-the validation loss lacks. Treat the defaults as a starting point and replay your own runs.
+reproduced: 1.74 ± 0.20). :meth:`GrokAlarm.recommended` (onset confirmed by a ≥ 25% drop of
+the validation loss below its running peak) leads by ≥ 500 steps in 12/12 runs (mean 717,
+shortest 500) and fires in 1/9 controls (addition without weight decay, seed 2024, whose
+validation loss is noisy); with a 15% drop it was 12/12 (mean 875) and 2/9. The threshold was
+picked on these runs, so these are in-sample numbers. The validation drop alone does about as
+well on this grid: on these tasks the geometry adds little separation that the validation
+loss lacks. Treat the defaults as a starting point and replay your own runs.
 
 Events: the first time it fires the detector returns one row
 ``{"step", "event": "alarm", "detector", "reason", …signal values}``; the monitor records it.
@@ -59,7 +60,11 @@ from ..errors import ConfigError
 from .onset import OnsetParams, OnsetTracker
 from .signals import as_rows, is_missing
 
-__all__ = ["GrokAlarm", "replay", "replay_events", "AlarmScore", "score_runs", "evaluate"]
+#: validation-loss drop below its running peak that confirms the defect onset in
+#: :meth:`GrokAlarm.recommended` (chosen on the reference grid; see the module docs)
+RECOMMENDED_VAL_DROP = 0.25
+
+__all__ = ["RECOMMENDED_VAL_DROP", "GrokAlarm", "replay", "replay_events", "AlarmScore", "score_runs", "evaluate"]
 
 
 class GrokAlarm:
@@ -125,17 +130,20 @@ class GrokAlarm:
 
     @classmethod
     def recommended(cls, **overrides: Any) -> "GrokAlarm":
-        """Our calibrated alarm: the papers' defect onset, confirmed by a ≥ 15% drop of the
+        """Our calibrated alarm: the papers' defect onset, confirmed by a ≥ 25% drop of the
         validation loss below its running peak (no g23 or R condition, one record).
 
         Calibrated on the reference grid (add/sub/mul/x²+y² × seeds 42/137/2024 against
         x²+xy+y², x³+xy and add without weight decay; docs/grokking.md): in the controls the
         defect crosses the onset rule like in grokking runs, and g23 and R did not separate
         them, while the validation loss of a run about to grok falls well before its accuracy
-        moves. Two of the nine controls (addition without weight decay, whose validation loss is
-        noisy) also dip 15% below their peak and alarm; docs/grokking.md tabulates the trade-off
-        against persistence and the drop threshold. Every value can be overridden."""
-        params = {"g23_decline": None, "ratio_max": None, "val_drop": 0.15, "persistence": 1, "name": "grok_alarm"}
+        moves. The drop threshold was chosen on those same runs (in-sample): at 15% two of the nine
+        controls (addition without weight decay, whose validation loss is noisy) alarm; at 25%
+        one does, and every grokking run still gets ≥ 500 steps of lead (the shortest exactly
+        500); docs/grokking.md tabulates the trade-off against persistence and the threshold.
+        Every value can be overridden."""
+        params = {"g23_decline": None, "ratio_max": None, "val_drop": RECOMMENDED_VAL_DROP, "persistence": 1,
+                  "name": "grok_alarm"}
         params.update(overrides)
         return cls(**params)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._numbers import finite_or_none as _finite
-from ..detectors.alarm import GrokAlarm, replay
+from ..detectors.alarm import RECOMMENDED_VAL_DROP, GrokAlarm, replay
 from ..detectors.signals import gram_edge_summary, ratio_series, series
 from ..errors import ConfigError
 from ..io.history import read_history
@@ -120,12 +120,18 @@ def write_grokking_doc(rows: Sequence[dict[str, Any]], path: str | Path, *, setu
     lines = ["# Grokking early warning: our runs beside the papers'", "", setup, ""]
     lines += ["## Alarms", "", "| detector | grokking runs with lead ≥ 500 steps | mean lead | late or missed | "
               "alarms in controls | controls that alarmed |", "|---|---|---|---|---|---|"]
+    # the papers' goal is about the modular grid; other tasks are in the run table and the claims
+    scored = [r for r in rows if r["task"] == "modular"] or list(rows)
     for d in dets:
-        s = score(rows, d)
+        s = score(scored, d)
         lines.append(f"| {d} | {s['leads_ge_min']}/{s['grokking_runs']} | {_fmt(s['mean_lead'])} | "
                      f"{s['late_or_missed']} | {s['false_alarms']}/{s['controls']} | "
                      f"{', '.join(s['false_alarm_runs']) or '–'} |")
-    lines += ["", f"Papers: lead {PAPERS['lead']}; the onset rule also fires on operations that never grok.", ""]
+    lines += ["", f"Papers: lead {PAPERS['lead']}; the onset rule also fires on operations that never grok. "
+              "Our goal: a lead of ≥ 500 steps in at least 11 of the 12 grokking runs and an alarm in at most 1 of "
+              "the 9 controls."
+              + (" Scored on the modular runs only; the Dyck/SCAN rows are in the run table and the claims."
+                 if len(scored) < len(rows) else ""), ""]
     lines += ["## Runs", "", "| run | role | grok step (≥0.9) | grok (≥0.98×3) | papers' grok | "
               + " | ".join(f"warn / lead [{d}]" for d in dets)
               + " | peak defect | g23 decline | R (weighted) | R (floor) | PC1% |",
@@ -251,7 +257,8 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
     ctrl_steps = max((r.config.steps for r in runs if r.role == "control"), default=0)
     notes = ["## The papers' claims beside ours", "", *claims_table(rows), ""]
     notes += ["## How the recommended alarm trades lead for false alarms", "",
-              "The recommended alarm (defect onset ∧ validation loss ≥ 15% below its running peak, one record) "
+              f"The recommended alarm (defect onset ∧ validation loss ≥ {RECOMMENDED_VAL_DROP:.0%} below its running "
+              "peak, one record) "
               "replayed with other thresholds on the same runs. In-sample: these runs chose the default, so read "
               "the grid as the shape of the trade-off, not as a validated operating point.", "",
               *sensitivity_table(out, [r for r in runs if r.config.task == "modular"]), ""]
