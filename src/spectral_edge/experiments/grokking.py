@@ -190,7 +190,7 @@ def claims_table(rows: Sequence[dict[str, Any]]) -> list[str]:
             continue
         warned = sum(r["warn[paper rule]"] is not None for r in rs)
         out.append(f"| {task}: grok at {PAPERS['grok_steps'][task].split(' (')[0]} steps | "
-                   f"{_rng([r['grok_step'] for r in rs])} over {len(rs)} seeds "
+                   f"{_rng([r['grok_step'] for r in rs])} over {len(rs)} seed{'s' if len(rs) > 1 else ''} "
                    f"({sum(r['grok_step'] is not None for r in rs)} grokked); the onset rule fired before grokking in "
                    f"{sum((r['lead[paper rule]'] or 0) > 0 for r in rs)}/{len(rs)} and at all in {warned}/{len(rs)} "
                    f"(its baseline needs the first 3 defect samples) | {acc}, see the run table |")
@@ -266,9 +266,12 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
         notes += [f"Not finished when this page was written ({len(missing)} runs, left out of every number above): "
                   + ", ".join(f"`{m}`" for m in missing) + ".", ""]
         if any(m.startswith("scan") for m in missing):
-            notes += ["SCAN is slow on a CPU: 100 steps of the reduced model with its probes and two evaluations "
-                      "took 234 s on one core of our 2-core machine under load (measured 2026-11-24), so the "
-                      "8,000-step runs need hours each; `configs/scan.toml` runs one seed.", ""]
+            done = [json.loads((out / r["run"] / "summary.json").read_text()) for r in rows if r["task"] == "scan"]
+            cost = "; ".join(f"seed {d.get('seed', '?')}: {d['steps_run']} steps in "
+                             f"{d['wall_seconds'] / 60:.0f} min" for d in done) if done else ""
+            notes += ["SCAN is slow on a CPU (one thread per run, next to other jobs"
+                      + (f"; {cost}" if cost else "") + "), so not every seed was run; `configs/scan.toml` "
+                      "runs one.", ""]
     notes += ["How to regenerate: `spectral-edge reproduce grokking --out <folder>` (runs what is missing, "
               "then rewrites this page)."]
     setup = SETUP.format(control_steps=ctrl_steps)
