@@ -28,7 +28,6 @@ from spectral_edge.analysis.jl import EXACT_LAW, format_row, jl_errors
 from spectral_edge.synthetic import PlantedSpec, planted_trajectory
 
 W = 10
-FAMILIES = ("gaussian", "fold", "countsketch")
 
 
 def planted_states() -> list[dict[str, torch.Tensor]]:
@@ -70,13 +69,6 @@ def modular_states(cache: Path, steps: int = 2000, every: int = 25) -> list[dict
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(states, cache)
     return states
-
-
-def run(name: str, states, dims, seeds, debias: bool, families=FAMILIES) -> list[dict]:
-    """Rows of :func:`spectral_edge.analysis.jl.jl_errors`, printed as they come."""
-    n = len(seeds) if not isinstance(seeds, int) else seeds
-    return jl_errors(name, states, dims, W=W, families=families, seeds=n, debias=debias,
-                     log=lambda r: print(format_row(r), flush=True))
 
 
 def main() -> None:

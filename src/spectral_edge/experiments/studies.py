@@ -1149,7 +1149,7 @@ def render_document(res: Mapping[str, Any], figures: Mapping[str, str], fig_rel:
               f"({jl['n_states']['lm']} states, {jl['n_parameters']['lm']:,} parameters); `modular` = checkpoints of "
               f"the add-mod-97 AdamW run every {jl['cadence']['modular']} steps up to step {sc.jl_mod_max_step} "
               f"({jl['n_states']['modular']} states, {jl['n_parameters']['modular']:,} parameters). The error "
-              "computation is `spectral_edge.analysis.jl.jl_errors` (also used by `benchmarks/bench_sketch_accuracy.py`); "
+              "computation is `spectral_edge.analysis.jl.jl_errors` (also behind `benchmarks/bench_sketch_accuracy.py`); "
               f"`{JL_GAUSSIAN}` is a dense Gaussian sketch drawn from its exact law.", ""]
         if "jl" in figures:
             L += [f"![JL study]({fig_rel}/{figures['jl']})", ""]
