@@ -21,13 +21,7 @@ from spectral_edge.monitor import Monitor
 from spectral_edge.probes.defect import CommutatorDefectProbe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and steadier on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _sym(rng, n, eig=None, Q=None):

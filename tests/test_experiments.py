@@ -17,12 +17,7 @@ from spectral_edge.io.history import read_history
 TINY = {"d_model": 32, "d_ff": 64, "n_heads": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_modular_run_writes_the_run_folder(tmp_path):

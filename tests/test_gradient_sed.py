@@ -17,12 +17,7 @@ from spectral_edge.monitor import Monitor
 from spectral_edge.probes.gradient_sed import GradientSEDProbe, _hvp_quadratic_forms, random_abs_projection_mean
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _net(seed=0, dropout=0.0):

@@ -22,13 +22,7 @@ from spectral_edge.integrations.hf import HISTORY_NAME, MONITOR_STATE_NAME, Spec
 from spectral_edge.io.history import read_history  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 class _Tokens(torch.utils.data.Dataset):

@@ -15,19 +15,13 @@ pl = pytest.importorskip("lightning.pytorch", reason="lightning is not installed
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # lightning's own deprecation, not ours
 
 from spectral_edge.integrations.lightning import HISTORY_NAME, SpectralEdgeCallback  # noqa: E402
 from spectral_edge.io.history import read_history  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # lightning's own deprecation, not ours
+              pytest.mark.usefixtures("one_thread")]  # conftest.py
 
 
 class _Net(pl.LightningModule):

@@ -22,17 +22,7 @@ from spectral_edge.models import (
 from spectral_edge.tasks import dyck, lm, modular, scan
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run these small models on one intra-op thread (restored afterwards).
-
-    Tiny matrices gain nothing from two threads, and on a busy 2-core machine the
-    threads' spin-waiting made a 1 s test take 30 s.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def n_params(m: torch.nn.Module) -> int:

@@ -19,12 +19,7 @@ from spectral_edge.probes.manifold import ExecutionManifoldProbe
 from spectral_edge.selection import Selection
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 class _Mon:
