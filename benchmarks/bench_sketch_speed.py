@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
 
+from spectral_edge.functional import fold_kernel
 from spectral_edge.functional.sketch import SketchSpec
 from spectral_edge.probes.window import SketchWindow
 
@@ -77,6 +79,15 @@ def main() -> None:
         sk = SketchSpec(fam, dim=100, seed=0).build()
         t = best_time(lambda: sk(state.items()), args.repeats)
         results["families"][fam] = {"seconds": t, "ratio_to_read": t / t_read}
+        if fam == "fold":  # the same map without the numba kernel (torch: upcast copy + GEMV)
+            results["families"][fam]["note"] = f"kernel: {'numba' if fold_kernel.kernel() else 'torch'}"
+            os.environ[fold_kernel.ENV] = "torch"
+            try:
+                t = best_time(lambda: sk(state.items()), args.repeats)
+            finally:
+                os.environ.pop(fold_kernel.ENV)
+            results["families"]["fold (torch)"] = {"seconds": t, "ratio_to_read": t / t_read,
+                                                   "note": "SPECTRAL_EDGE_FOLD_KERNEL=torch"}
     # dense Gaussian: time a prefix of the parameters, scale by P (exactly linear work)
     sk = SketchSpec("gaussian", dim=100, seed=0).build()
     sub = torch.randn(args.gaussian_params, generator=g)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("transformers", "lightning", "wandb", "tensorboard", "matplotlib", "statsmodels", "ruptures", "datasets")
+HEAVY = ("transformers", "lightning", "wandb", "tensorboard", "matplotlib", "statsmodels", "ruptures", "datasets", "numba")
 
 
 def test_import_is_light():

@@ -55,6 +55,7 @@ upcast block by block in cache.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -65,11 +66,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from . import rng
+from . import fold_kernel, rng
 
 SKETCH_FAMILIES: tuple[str, ...] = ("exact", "fold", "gaussian", "countsketch")
 DEFAULT_FAMILY = "fold"
 DEFAULT_FOLD_BUCKETS = 16381  # prime
+#: At most this many fold chunk signs are cached per sketch (32 MB; P/B for P = 68·10⁹).
+SIGN_CACHE_ENTRIES = 1 << 22
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _is_prime(n: int) -> bool:
@@ -199,6 +203,17 @@ class ExactSketch(Sketch):
         return {"family": self.family, "dim": self.dim, "seed": self.seed}
 
 
+@functools.lru_cache(maxsize=4)
+def _fold_projection(seed: int, buckets: int, dim: int) -> torch.Tensor:
+    """Fold's Gaussian G (B, d) in float64 on the CPU. Shared by every fold sketch of the
+    process with the same (seed, B, d): 13 MB and ~30 ms to draw at B = 16381, d = 100.
+    Callers must not modify it."""
+    k = rng.stable_key(seed, "fold-proj", buckets, dim)
+    g = rng.normals(k, 0, buckets * dim).reshape(buckets, dim)
+    g /= math.sqrt(dim)
+    return torch.from_numpy(g)
+
+
 class FoldSketch(Sketch):
     """Chunk-signed fold into B prime buckets, then a seeded Gaussian B → d (see module docs).
 
@@ -224,6 +239,12 @@ class FoldSketch(Sketch):
         self._proj: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         self._bufs: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._rsign: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._rsign_np: np.ndarray | None = None
+        # chunk signs and shifts depend only on (name, chunks), so every sample of a stream
+        # reuses them: about P/B floats in all (60 KB at 124M parameters), capped below
+        self._sign_cache: dict[tuple[str, int, int], np.ndarray] = {}
+        self._sign_cached = 0
+        self._shift_cache: dict[str, int] = {}
 
     @property
     def acc_size(self) -> int:
@@ -234,15 +255,21 @@ class FoldSketch(Sketch):
         dev = torch.device(device)
         key = (str(dev), self._acc_dtype)
         if key not in self._proj:
-            k = rng.stable_key(self.seed, "fold-proj", self.buckets, self.dim)
-            g = rng.normals(k, 0, self.buckets * self.dim).reshape(self.buckets, self.dim)
-            g /= math.sqrt(self.dim)
-            self._proj[key] = torch.from_numpy(g).to(device=dev, dtype=self._acc_dtype)
+            self._proj[key] = _fold_projection(self.seed, self.buckets, self.dim).to(device=dev, dtype=self._acc_dtype)
         return self._proj[key]
 
     def chunk_signs(self, name: str, first: int, count: int) -> np.ndarray:
-        """The ±1 of chunks [first, first+count) of tensor ``name``: shape (count,)."""
-        return rng.signs(rng.stable_key(self.seed, "fold-sign", name), first, count)
+        """The ±1 of chunks [first, first+count) of tensor ``name``: shape (count,), float64
+        (read-only: it may be shared with later calls)."""
+        key = (name, int(first), int(count))
+        got = self._sign_cache.get(key)
+        if got is None:
+            got = rng.signs(rng.stable_key(self.seed, "fold-sign", name), first, count)
+            got.flags.writeable = False
+            if self._sign_cached + count <= SIGN_CACHE_ENTRIES:
+                self._sign_cache[key] = got
+                self._sign_cached += count
+        return got
 
     def bucket_signs(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The fixed ±1 pattern R over buckets, stored twice, shape (2B,): tensor ``name`` uses
@@ -256,7 +283,10 @@ class FoldSketch(Sketch):
 
     def shift(self, name: str) -> int:
         """h_name ∈ [0, B): where tensor ``name`` starts reading the bucket-sign pattern."""
-        return rng.stable_key(self.seed, "fold-shift", name) % self.buckets
+        h = self._shift_cache.get(name)
+        if h is None:
+            h = self._shift_cache[name] = rng.stable_key(self.seed, "fold-shift", name) % self.buckets
+        return h
 
     def _buffer(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reusable buffers: (block_rows, B) upcast, (1, B) product, (B,) per-piece fold.
@@ -274,15 +304,38 @@ class FoldSketch(Sketch):
         if n == 0:
             return
         B = self.buckets
-        i0, i1 = int(offset), int(offset) + n
-        c0, c1 = i0 // B, (i1 - 1) // B  # first and last chunk touched
-        signs = self.chunk_signs(name, c0, c1 - c0 + 1)
-        dt = acc.dtype
-        buf, prod, z = self._buffer(acc.device, dt)
+        i0 = int(offset)
+        c0 = i0 // B  # first chunk touched
+        signs = self.chunk_signs(name, c0, (i0 + n - 1) // B - c0 + 1)
         j0 = i0 % B
-        head = min(n, B - j0) if (j0 or n < B) else 0  # a partial first chunk
+        head = min(n, B - j0) if j0 else 0  # a partial first chunk, from bucket j0
         full = (n - head) // B  # whole chunks
         tail = n - head - full * B  # a partial last chunk, from bucket 0
+        h = self.shift(name)
+        if self._use_kernel(flat, acc):
+            self._add_kernel(acc, flat, signs, h, j0, head, full, tail)
+        else:
+            self._add_torch(acc, flat, signs, h, j0, head, full, tail)
+
+    def _add_kernel(self, acc: torch.Tensor, flat: torch.Tensor, signs: np.ndarray, h: int,
+                    j0: int, head: int, full: int, tail: int) -> None:
+        """The numba path: each piece goes straight into the accumulator, in one read."""
+        B, n = self.buckets, flat.numel()
+        x, a, R = flat.numpy(), acc.numpy(), self._bucket_signs_np()
+        if head:
+            fold_kernel.fold_rows(x[:head].reshape(1, head), signs[:1], R[j0 + h : j0 + h + head], a[j0 : j0 + head])
+        if full:
+            fold_kernel.fold_rows(x[head : head + full * B].reshape(full, B), signs[1 if head else 0 :][:full],
+                                  R[h : h + B], a, threads=torch.get_num_threads())
+        if tail:
+            fold_kernel.fold_rows(x[n - tail :].reshape(1, tail), signs[-1:], R[h : h + tail], a[:tail])
+
+    def _add_torch(self, acc: torch.Tensor, flat: torch.Tensor, signs: np.ndarray, h: int,
+                   j0: int, head: int, full: int, tail: int) -> None:
+        """The torch path (any device and dtype): fold into z block by block, then ``acc += R ⊙ z``."""
+        B, n = self.buckets, flat.numel()
+        dt = acc.dtype
+        buf, prod, z = self._buffer(acc.device, dt)
         # buckets this piece touches: [j0, j0+head) ∪ [0, B) if full ∪ [0, tail)
         lo, hi = (j0, j0 + head) if head else (B, 0)
         if full:
@@ -292,9 +345,8 @@ class FoldSketch(Sketch):
         z[lo:hi].zero_()
         if head:
             z[j0 : j0 + head].add_(flat[:head].to(dt), alpha=float(signs[0]))
-        if full:  # (rows, B) view folded block by block: z += sᵀ X
-            c_first = (i0 + head) // B - c0
-            s = torch.from_numpy(signs[c_first : c_first + full]).to(device=acc.device, dtype=dt)
+        if full:  # the (rows, B) view folded block by block: z += sᵀ X, upcast in a cached buffer
+            s = torch.tensor(signs[1 if head else 0 :][:full], device=acc.device, dtype=dt)
             X = flat[head : head + full * B].view(full, B)
             for r in range(0, full, self.block_rows):
                 rows = min(self.block_rows, full - r)
@@ -307,8 +359,25 @@ class FoldSketch(Sketch):
                 z.add_(prod[0])
         if tail:
             z[:tail].add_(flat[n - tail :].to(dt), alpha=float(signs[-1]))
-        h = self.shift(name)
         acc[lo:hi].addcmul_(z[lo:hi], self.bucket_signs(acc.device)[lo + h : hi + h])
+
+    def _bucket_signs_np(self) -> np.ndarray:
+        """R stored twice (2B,), float64 numpy, read-only (the kernel path's copy)."""
+        if self._rsign_np is None:
+            r = rng.signs(rng.stable_key(self.seed, "fold-bucket-sign", self.buckets), 0, self.buckets)
+            self._rsign_np = np.concatenate([r, r])
+            self._rsign_np.flags.writeable = False
+        return self._rsign_np
+
+    @staticmethod
+    def _use_kernel(flat: torch.Tensor, acc: torch.Tensor) -> bool:
+        """The numba kernel takes CPU float32/float64 values into a float64 accumulator; it
+        is loaded (~0.5 s once per process) at the first tensor large enough to gain from it,
+        so small models never import numba."""
+        return (flat.numel() >= fold_kernel.MIN_ELEMS and flat.device.type == "cpu"
+                and acc.device.type == "cpu" and acc.dtype == torch.float64
+                and flat.dtype in _KERNEL_DTYPES and flat.is_contiguous() and acc.is_contiguous()
+                and fold_kernel.kernel() is not None)
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
         G = self.projection(acc.device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,31 @@ def _dtype(path: Path, name: str, code: object) -> torch.dtype:
     return dtype
 
 
+#: Parsed headers of recently read files, keyed by (path, size, mtime, inode): ``analyze``
+#: checks every header before it reads any tensor, then opens each file again.
+_HEADER_CACHE: OrderedDict[tuple[str, int, int, int], tuple[SafetensorsEntry, ...]] = OrderedDict()
+_HEADER_CACHE_SIZE = 256
+
+
 def read_header(path: Path) -> list[SafetensorsEntry]:
     """Parse and validate the header of a safetensors file; entries in storage order."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise CorruptCheckpointError(path, f"cannot read file: {e.strerror or e}") from e
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _HEADER_CACHE.get(key)
+    if hit is not None:
+        _HEADER_CACHE.move_to_end(key)
+        return list(hit)
+    entries = _parse_header(path)
+    _HEADER_CACHE[key] = tuple(entries)
+    if len(_HEADER_CACHE) > _HEADER_CACHE_SIZE:
+        _HEADER_CACHE.popitem(last=False)
+    return entries
+
+
+def _parse_header(path: Path) -> list[SafetensorsEntry]:
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

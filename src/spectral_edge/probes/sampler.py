@@ -7,6 +7,7 @@ added one at a time (or shard by shard with an ``offset``), so nothing is ever h
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -92,8 +93,9 @@ class GroupSketcher:
         acc = accs[key]
         self.sketches[key].add(acc, name, values, offset)
         # NaN/Inf in the input always reaches the accumulator (signs and weights are nonzero),
-        # so checking B or d numbers replaces a full extra pass over the tensor.
-        if not bool(torch.isfinite(acc).all()):
+        # so checking B or d numbers replaces a full extra pass over the tensor; their sum is
+        # finite exactly when they all are, unless it overflows (then look at each).
+        if not _all_finite(acc):
             raise NonFiniteError(None, f"tensor {name!r} holds NaN or Inf")
 
     def finish(self, accs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -119,3 +121,10 @@ class GroupSketcher:
         for name, t in items:
             self.add(accs, name, t)
         return self.finish(accs)
+
+
+def _all_finite(acc: torch.Tensor) -> bool:
+    """True if every entry of the accumulator is finite (one reduction in the common case)."""
+    if math.isfinite(float(acc.sum())):
+        return True
+    return bool(torch.isfinite(acc).all())
