@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,8 +40,20 @@ def _free_port() -> int:
 
 
 def run_ranks(case: str, tmp_path: Path, timeout: float = TIMEOUT_S) -> list[Any]:
-    """Run ``case`` on WORLD ranks; return each rank's result or fail with their tracebacks."""
-    out = tmp_path / case
+    """Run ``case`` on WORLD ranks; return each rank's result or fail with their tracebacks.
+
+    A free port can be taken by another process (another xdist worker's ranks) between
+    ``_free_port`` and rank 0's bind; that one failure is retried once on a new port."""
+    try:
+        return _run_ranks(case, tmp_path / case, timeout)
+    except pytest.fail.Exception as e:
+        if "address already in use" not in str(e).lower():
+            raise
+    shutil.rmtree(tmp_path / case)
+    return _run_ranks(case, tmp_path / case, timeout)
+
+
+def _run_ranks(case: str, out: Path, timeout: float) -> list[Any]:
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHELASTIC", "GROUP_", "LOCAL_WORLD"))}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(WORLD),
