@@ -8,7 +8,7 @@ W = 10) with the numba kernel, and analyze on the torch path (``SPECTRAL_EDGE_FO
 Prints the best time of each, their ratios, and the once-per-process costs (imports, loading
 the kernel, drawing the projection) measured in a fresh interpreter.
 
-Usage: python benchmarks/bench_analyze_throughput.py [--n 12] [--layers 4] [--repeats 5]
+Usage: python benchmarks/bench_analyze_throughput.py [--n 12] [--layers 4] [--repeats 5] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from spectral_edge.functional import fold_kernel
 from spectral_edge.functional.sketch import SketchSpec
 
 
-def write_folder(folder: Path, n: int, layers: int) -> int:
+def write_folder(folder: Path, n: int, layers: int, dtype: torch.dtype = torch.float32) -> int:
     g = torch.Generator().manual_seed(0)
     shapes = gpt2_shapes(n_layer=layers)
     state = {k: torch.randn(s, generator=g) * 0.02 for k, s in shapes.items()}
     for i in range(n):
         for t in state.values():
             t.add_(torch.randn(t.shape, generator=g), alpha=1e-4)
-        save_file(state, str(folder / f"step_{i * 100:06d}.safetensors"))
+        save_file({k: t.to(dtype) for k, t in state.items()}, str(folder / f"step_{i * 100:06d}.safetensors"))
     return sum(t.numel() for t in state.values())
 
 
@@ -76,10 +76,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                    help="dtype the checkpoints are saved in")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="se-bench-") as tmp:
         folder = Path(tmp)
-        P = write_folder(folder, args.n, args.layers)
+        P = write_folder(folder, args.n, args.layers, getattr(torch, args.dtype))
         size = sum(f.stat().st_size for f in folder.iterdir())
         cfg = AnalysisConfig(windows=(10,), sketch=SketchSpec("fold", dim=100))
         kernel = "numba" if fold_kernel.kernel() is not None else "torch"
@@ -105,7 +107,7 @@ def main() -> None:
         cold = one_off_costs()
     best = [min(r[i] for r in rounds) for i in range(3)]
     med = [statistics.median(r[i] / r[0] for r in rounds) for i in (1, 2)]
-    print(f"{args.n} checkpoints of {P:,} float32 parameters ({size / 2**30:.2f} GiB), {torch.get_num_threads()} threads, "
+    print(f"{args.n} checkpoints of {P:,} {args.dtype} parameters ({size / 2**30:.2f} GiB), {torch.get_num_threads()} threads, "
           f"{args.repeats} interleaved rounds (best time; median of the per-round ratios)")
     print(f"plain load (+ a sum)            : {best[0]:6.3f} s  ({size / 2**20 / best[0]:6.0f} MiB/s)")
     print(f"analyze, fold kernel = {kernel:<6}   : {best[1]:6.3f} s  ratio {best[1] / best[0]:5.2f} (median {med[0]:5.2f})   goal ≤ 2")

@@ -15,7 +15,7 @@ own pool (numba kernels release the GIL), each into its own partial sum, so no t
 layer or global numba setting is touched, and a forked child builds its own pool.
 
 Used when ``numba`` is installed (``pip install spectral-edge[fast]``) and the input is a
-CPU float32/float64 tensor. ``SPECTRAL_EDGE_FOLD_KERNEL=torch`` turns it off; ``=numba``
+CPU float32, float64 or bfloat16 tensor of at least ``MIN_ELEMS`` elements. ``SPECTRAL_EDGE_FOLD_KERNEL=torch`` turns it off; ``=numba``
 makes its absence an error.
 """
 
@@ -96,8 +96,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def fold_rows(X: np.ndarray, s: np.ndarray, R: np.ndarray, z: np.ndarray, threads: int = 1) -> None:
-    """``z[j] += R[j] · Σ_r s[r] X[r, j]`` in float64. X: (rows, b) C-contiguous float32 or
-    float64; s: (rows,) and R: (b,) float64 (±1); z: (b,) float64, C-contiguous. Requires
+    """``z[j] += R[j] · Σ_r s[r] X[r, j]`` in float64. X: (rows, b) C-contiguous float32,
+    float64, or uint16 holding bfloat16 bits; s: (rows,) and R: (b,) float64 (±1); z: (b,)
+    float64, C-contiguous. Requires
     :func:`kernel` to be available."""
     k = kernel()
     if k is None:

@@ -73,7 +73,7 @@ DEFAULT_FAMILY = "fold"
 DEFAULT_FOLD_BUCKETS = 16381  # prime
 #: At most this many fold chunk signs are cached per sketch (32 MB; P/B for P = 68·10⁹).
 SIGN_CACHE_ENTRIES = 1 << 22
-_KERNEL_DTYPES = (torch.float32, torch.float64)
+_KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
 
 def _is_prime(n: int) -> bool:
@@ -321,7 +321,8 @@ class FoldSketch(Sketch):
                     j0: int, head: int, full: int, tail: int) -> None:
         """The numba path: each piece goes straight into the accumulator, in one read."""
         B, n = self.buckets, flat.numel()
-        x, a, R = flat.numpy(), acc.numpy(), self._bucket_signs_np()
+        x = flat.view(torch.int16).numpy().view(np.uint16) if flat.dtype == torch.bfloat16 else flat.numpy()
+        a, R = acc.numpy(), self._bucket_signs_np()
         if head:
             fold_kernel.fold_rows(x[:head].reshape(1, head), signs[:1], R[j0 + h : j0 + h + head], a[j0 : j0 + head])
         if full:
@@ -371,7 +372,7 @@ class FoldSketch(Sketch):
 
     @staticmethod
     def _use_kernel(flat: torch.Tensor, acc: torch.Tensor) -> bool:
-        """The numba kernel takes CPU float32/float64 values into a float64 accumulator; it
+        """The numba kernel takes CPU float32/float64/bfloat16 values into a float64 accumulator; it
         is loaded (~0.5 s once per process) at the first tensor large enough to gain from it,
         so small models never import numba."""
         return (flat.numel() >= fold_kernel.MIN_ELEMS and flat.device.type == "cpu"
