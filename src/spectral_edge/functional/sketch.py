@@ -49,8 +49,9 @@ Precision
 States are large compared with updates (‖θ‖/‖δ‖ up to 1e4), and ``S(θ_t) − S(θ_{t−1})``
 cancels that many digits. float32 accumulation then leaves ~1e-3..1e-1 relative error in
 the update's sketch; float64 accumulation leaves ~1e-12 (``tests/test_sketch.py`` measures
-both). So accumulators are float64 by default; inputs stay in their own dtype and are
-upcast block by block in cache.
+both). So accumulators are float64 by default; inputs stay in their own dtype. fold widens
+them in registers in a numba kernel on the CPU (:mod:`.fold_kernel`), or else upcasts them
+block by block into a cached buffer before each GEMV.
 """
 
 from __future__ import annotations
@@ -277,8 +278,7 @@ class FoldSketch(Sketch):
         dev = torch.device(device)
         key = (str(dev), self._acc_dtype)
         if key not in self._rsign:
-            r = rng.signs(rng.stable_key(self.seed, "fold-bucket-sign", self.buckets), 0, self.buckets)
-            self._rsign[key] = torch.from_numpy(np.concatenate([r, r])).to(device=dev, dtype=self._acc_dtype)
+            self._rsign[key] = torch.from_numpy(self._bucket_signs_np().copy()).to(device=dev, dtype=self._acc_dtype)
         return self._rsign[key]
 
     def shift(self, name: str) -> int:
@@ -363,7 +363,7 @@ class FoldSketch(Sketch):
         acc[lo:hi].addcmul_(z[lo:hi], self.bucket_signs(acc.device)[lo + h : hi + h])
 
     def _bucket_signs_np(self) -> np.ndarray:
-        """R stored twice (2B,), float64 numpy, read-only (the kernel path's copy)."""
+        """R stored twice (2B,), float64 numpy, read-only."""
         if self._rsign_np is None:
             r = rng.signs(rng.stable_key(self.seed, "fold-bucket-sign", self.buckets), 0, self.buckets)
             self._rsign_np = np.concatenate([r, r])

@@ -77,16 +77,15 @@ def read_header(path: Path) -> list[SafetensorsEntry]:
     if hit is not None:
         _HEADER_CACHE.move_to_end(key)
         return list(hit)
-    entries = _parse_header(path)
+    entries = _parse_header(path, st.st_size)
     _HEADER_CACHE[key] = tuple(entries)
     if len(_HEADER_CACHE) > _HEADER_CACHE_SIZE:
         _HEADER_CACHE.popitem(last=False)
     return entries
 
 
-def _parse_header(path: Path) -> list[SafetensorsEntry]:
+def _parse_header(path: Path, size: int) -> list[SafetensorsEntry]:
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) < 8:
