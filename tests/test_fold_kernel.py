@@ -110,11 +110,34 @@ def test_mode_switch_and_clear_errors(monkeypatch):
     with pytest.raises(ConfigError, match="SPECTRAL_EDGE_FOLD_KERNEL"):
         fold_kernel.kernel()
     monkeypatch.setenv(fold_kernel.ENV, "numba")
-    monkeypatch.setattr(fold_kernel, "_kernel", False)  # as if numba were not installed
+    monkeypatch.setattr(fold_kernel, "_kernel", None)
+
+    def not_installed():
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(fold_kernel, "_compile", not_installed)
     with pytest.raises(ConfigError, match="numba is not installed"):
         fold_kernel.kernel()
     monkeypatch.setenv(fold_kernel.ENV, "auto")
     assert fold_kernel.kernel() is None  # auto falls back to torch
+
+
+def test_a_kernel_that_fails_to_load_falls_back_with_a_warning(monkeypatch):
+    monkeypatch.setattr(fold_kernel, "_kernel", None)
+
+    def broken():
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(fold_kernel, "_compile", broken)
+    monkeypatch.setenv(fold_kernel.ENV, "auto")
+    with pytest.warns(RuntimeWarning, match="no locator available"):
+        assert fold_kernel.kernel() is None
+    x = torch.randn(300_000, generator=torch.Generator().manual_seed(5))
+    y = FoldSketch(dim=8, seed=1, buckets=101)({"w": x})  # still sketches, on the torch path
+    assert torch.isfinite(y).all() and y.abs().sum() > 0
+    monkeypatch.setenv(fold_kernel.ENV, "numba")
+    with pytest.raises(ConfigError, match="failed to load"):
+        fold_kernel.kernel()
 
 
 def _child_fold(q):

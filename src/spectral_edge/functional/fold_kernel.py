@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,6 +43,7 @@ MIN_ELEMS = 1 << 17
 
 _lock = threading.Lock()
 _kernel: Any = None  # the compiled function once loaded, False if numba is unavailable
+_why = [""]  # why it is unavailable
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
@@ -75,9 +77,13 @@ def kernel() -> Any:
                 try:
                     _kernel = _compile()
                 except ImportError:
-                    _kernel = False
+                    _kernel, _why[0] = False, "numba is not installed (pip install 'spectral-edge[fast]')"
+                except Exception as e:  # noqa: BLE001 - e.g. no writable cache folder, an LLVM failure
+                    _kernel, _why[0] = False, f"the numba kernel failed to load ({type(e).__name__}: {e})"
+                    warnings.warn(f"spectral-edge: {_why[0]}; the fold sketch uses the slower torch path",
+                                  RuntimeWarning, stacklevel=2)
     if _kernel is False and m == "numba":
-        raise ConfigError(f"{ENV}=numba but numba is not installed (pip install 'spectral-edge[fast]')")
+        raise ConfigError(f"{ENV}=numba but {_why[0]}")
     return _kernel or None
 
 
