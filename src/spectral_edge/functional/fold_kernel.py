@@ -91,6 +91,8 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool
     pid = os.getpid()
     if _pool is None or _pool[0] != pid or _pool[1] != workers:
+        if _pool is not None and _pool[0] == pid:  # the thread count changed: retire the old pool
+            _pool[2].shutdown(wait=False)
         _pool = (pid, workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spectral-edge-fold"))
     return _pool[2]
 
