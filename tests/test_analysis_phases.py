@@ -203,7 +203,9 @@ def test_run_phases_on_a_history(tmp_path):
     ph = run_phases(path, window=10)
     assert (ph.window, ph.group, ph.column) == (10, "all", "gap_ratio")
     assert ph.steps.size == 80 and ph.valid
-    s = ph.summary()
+    s = ph.to_dict()
     assert s["window"] == 10 and "collapse_tau_1.20" in s
-    with pytest.raises(ConfigError, match="windows 5, 10"):
-        run_phases(path)  # two windows: the caller must choose
+    # no window given: the primary window, the smallest W recorded (the library's one meaning)
+    assert run_phases(path).window == 5
+    with pytest.raises(ConfigError, match="the run has W = 5, 10"):
+        run_phases(path, window=20)

@@ -124,7 +124,7 @@ def test_thesis_json_and_out(hist, tmp_path):
 
 def test_bad_input_fails_in_one_line(hist, tmp_path):
     _one_line_error(_run("phases", tmp_path / "missing.jsonl"), "no such file")
-    _one_line_error(_run("thesis", tmp_path), "no history.jsonl")
+    _one_line_error(_run("thesis", tmp_path), "found none of history.jsonl")
     only_logs = tmp_path / "logs.jsonl"
     with HistoryWriter(only_logs, {"n_parameters": 3}, fsync=False) as w:
         w.write([{"kind": "log", "step": 1, "test_loss": 1.0}])

@@ -23,8 +23,8 @@ from spectral_edge.errors import ConfigError
 from spectral_edge.io.history import HistoryWriter, read_history
 from spectral_edge.io.tables import write_table
 from spectral_edge.monitor import Monitor
-from spectral_edge.report import build_comparison, build_report, load_run
-from spectral_edge.report import build as rb
+from spectral_edge.report import build_comparison, build_report, compute_phases, load_view
+from spectral_edge.report.view import defect_onset
 
 # ---------------------------------------------------------------------------- planted runs
 EVERY = 100
@@ -147,7 +147,7 @@ def test_report_of_a_monitored_training_run(monitor_run, tmp_path):
 
 
 def test_default_window_output_place_and_other_windows_noted(monitor_run):
-    run = load_run(monitor_run)
+    run = load_view(monitor_run)
     assert run.window == 5 and run.windows == (5, 8)  # no W = 10 recorded → the smallest
     assert any("windows recorded: 5, 8" in n for n in run.notes)
     out = build_report(monitor_run)
@@ -157,7 +157,7 @@ def test_default_window_output_place_and_other_windows_noted(monitor_run):
 
 # ---------------------------------------------------------------------------- planted runs
 def test_planted_run_peak_phases_grok_and_alarm(tmp_path):
-    run = load_run(planted_run(tmp_path / "p"))
+    run = load_view(planted_run(tmp_path / "p"))
     assert run.phases is not None
     assert (run.phases.peak_step, run.phases.peak_ratio) == (PEAK_STEP, PEAK_R)
     # plateau = R ≥ 0.85 · 2.5 = 2.125: the whole planted plateau (its edges are 2.2)
@@ -182,22 +182,29 @@ def test_planted_report_has_every_figure(tmp_path):
 
 
 def test_summary_json_grok_step_wins_over_test_accuracy(tmp_path):
-    run = load_run(planted_run(tmp_path / "p", summary={"grok_step": 4200, "warning_step": None, "final_test_acc": 0.97}))
+    run = load_view(planted_run(tmp_path / "p", summary={"grok_step": 4200, "warning_step": None, "final_test_acc": 0.97}))
     assert (run.grok_step, run.grok_source) == (4200, "summary.json")
     assert run.warning_step == 3200  # no warning in summary.json → the first alarm event
-    run = load_run(planted_run(tmp_path / "q", summary={"grok_step": None, "warning_step": 2000}))
+    run = load_view(planted_run(tmp_path / "q", summary={"grok_step": None, "warning_step": 2000}))
     assert run.grok_step is None and run.grok_source == "summary.json records no grok step"
     assert (run.warning_step, run.warning_source) == (2000, "summary.json")
 
 
-def test_eval_csv_is_preferred_and_history_file_finds_its_siblings(tmp_path):
+def test_history_wins_eval_csv_fills_in_and_history_file_finds_its_siblings(tmp_path):
+    # the run model's one merge rule (spectral_edge.io.run): where the history logged a step, its
+    # value wins; eval.csv fills in the steps it lacks. (Before 0.1.0's run model the report let
+    # eval.csv win while the analyses let the history win; they now agree.)
     folder = planted_run(tmp_path / "p", grok_at=None)
-    pd.DataFrame({"step": [1000, 2000, 2600], "train_acc": [0.5, 1.0, 1.0], "test_acc": [0.1, 0.5, 0.95],
+    logged = read_history(folder / "history.jsonl", kind="log").dropna(subset=["test_acc"]).set_index("step")
+    assert 2000 in logged.index and 2650 not in logged.index
+    pd.DataFrame({"step": [1000, 2000, 2650], "train_acc": [0.5, 1.0, 1.0], "test_acc": [0.1, 0.5, 0.95],
                   "train_loss": [2.0, 0.1, 0.05], "test_loss": [3.0, 2.0, 0.2]}).to_csv(folder / "eval.csv", index=False)
-    run = load_run(folder / "history.jsonl")
-    assert run.grok_step == 2600 and "eval.csv" in run.grok_source
+    run = load_view(folder / "history.jsonl")
     assert set(run.files) == {"history", "eval"}
-    assert run.evals.set_index("step").loc[2000, "test_acc"] == 0.5  # eval.csv wins over the log rows
+    ev = run.evals.set_index("step")
+    assert ev.loc[2000, "test_acc"] == logged.loc[2000, "test_acc"] != 0.5  # the history wins
+    assert ev.loc[2650, "test_acc"] == 0.95  # eval.csv fills in
+    assert run.grok_step == 2650 and "eval.csv" in run.grok_source
     assert run.label == "p"
 
 
@@ -282,7 +289,7 @@ def test_analyze_table_with_groups_and_windows(tmp_path):
                 del r["kind"]
                 rows.append(r)
     table = write_table(rows, tmp_path / "metrics.csv")
-    run = load_run(table, window=5, group="layer.0")
+    run = load_view(table, window=5, group="layer.0")
     assert run.window == 5 and run.groups == ("all", "layer.0") and len(run.sed) == 41
     assert run.phases.peak_ratio == pytest.approx(PEAK_R + 0.5)
     assert run.kstar_rule == "floor" and run.label == "metrics"
@@ -303,7 +310,7 @@ def test_jl_error_from_an_exact_and_a_sketched_stream(tmp_path):
     folder = tmp_path / "jl"
     with HistoryWriter(folder / "history.jsonl", {}, fsync=False) as w:
         w.write(rows)
-    run = load_run(folder)
+    run = load_view(folder)
     assert run.jl is not None and list(run.jl["step"]) == steps
     np.testing.assert_allclose(run.jl["jl_error"], [0.02 * (i % 3) for i in range(10)], atol=1e-12)
     html = build_report(folder).read_text()
@@ -314,35 +321,35 @@ def test_jl_error_from_an_exact_and_a_sketched_stream(tmp_path):
 def test_phase_rule_skips_missing_values():
     steps = np.arange(10) * 10
     r = np.array([1.0, 1.2, 1.8, np.nan, 2.0, 1.9, 1.5, 1.1, np.nan, 1.0])
-    ph, note = rb.compute_phases(steps, r)
+    ph, note = compute_phases(steps, r)
     assert note is None
     assert (ph.peak_step, ph.plateau_start, ph.plateau_end) == (40, 20, 50)  # 1.8 ≥ 1.7 = 0.85·2
     assert ph.collapse_event_step == 70 and ph.first_step == 0 and ph.last_step == 90
-    assert rb.compute_phases(steps, np.full(10, np.nan)) == (None, None)
+    assert compute_phases(steps, np.full(10, np.nan)) == (None, None)
 
 
 def test_phases_come_from_the_analysis_module():
     from spectral_edge.analysis.phases import detect_phases
 
     steps, r = np.arange(0, 100, 10), np.array([1.0, 1.2, 1.9, 2.0, 1.95, 1.9, 1.2, 1.1, 1.0, 1.0])
-    ph, note = rb.compute_phases(steps, r)
+    ph, note = compute_phases(steps, r)
     assert note is None and ph.method.startswith("spectral_edge.analysis.phases.detect_phases (method 'plateau'")
     assert "R ≥ 0.85 × peak" in ph.method and ph.threshold == pytest.approx(0.85 * 2.0)
     lib = detect_phases(steps, r)
     assert (ph.plateau_start, ph.plateau_end, ph.collapse_event_step) == (lib.plateau_start, lib.plateau_end,
                                                                           lib.collapse_step) == (20, 50, 70)
     # fewer windows than the detector needs: the same rule on what there is, with a note
-    ph, note = rb.compute_phases(steps[2:4], r[2:4])
+    ph, note = compute_phases(steps[2:4], r[2:4])
     assert ph.method.startswith("built-in rule") and "only 2 finite values (need 3)" in note
     assert (ph.peak_step, ph.plateau_start, ph.plateau_end) == (30, 20, 30)
 
 
 def test_defect_onset_rule():
     steps = np.arange(8) * 100
-    assert rb.defect_onset(steps, [1, 1, 1, 5, 9, 25, 30, 40]) == 500  # > 10·1 and > 20
-    assert rb.defect_onset(steps, [3, 3, 3, 25, 31, 35, 40, 50]) == 400  # > 10·3 = 30
-    assert rb.defect_onset(steps, [1, 1, 1, 2, 2, 2, 2, 2]) is None
-    assert rb.defect_onset(steps[:2], [1, 50]) is None
+    assert defect_onset(steps, [1, 1, 1, 5, 9, 25, 30, 40]) == 500  # > 10·1 and > 20
+    assert defect_onset(steps, [3, 3, 3, 25, 31, 35, 40, 50]) == 400  # > 10·3 = 30
+    assert defect_onset(steps, [1, 1, 1, 2, 2, 2, 2, 2]) is None
+    assert defect_onset(steps[:2], [1, 50]) is None
 
 
 # ---------------------------------------------------------------------------- page safety

@@ -10,7 +10,7 @@ from test_report import planted_run
 from typer.testing import CliRunner
 
 from spectral_edge.cli import app
-from spectral_edge.report import build_report, load_run, summary_facts, summary_sentences
+from spectral_edge.report import build_report, load_view, summary_facts, summary_sentences
 from spectral_edge.report.summary import DEFECT_CAVEAT, summary_caveats
 
 COMMON_HEAD = [
@@ -28,7 +28,7 @@ COMMON_TAIL = [
 
 
 def _sentences(tmp_path, **kw):
-    facts = summary_facts(load_run(planted_run(tmp_path / "run", **kw)))
+    facts = summary_facts(load_view(planted_run(tmp_path / "run", **kw)))
     return facts, summary_sentences(facts), summary_caveats(facts)
 
 

@@ -143,7 +143,7 @@ class CouplingResult:
         """Sign of the peak lag: +1 (spectral leads), −1 (loss leads), 0."""
         return 0 if self.peak_lag is None else int(np.sign(self.peak_lag))
 
-    def summary(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Flat record (one row per window) for tables and JSON."""
         out: dict[str, Any] = {
             "column": self.column, "target": self.target, "window": self.window, "group": self.group,
@@ -163,6 +163,8 @@ class CouplingResult:
             out[f"r_{pc.phase}_detrended"] = pc.r_detrended
             out[f"n_{pc.phase}"] = pc.n
         return out
+
+    summary = to_dict  # deprecated name (0.1.0); use to_dict()
 
     def lag_rows(self) -> list[dict[str, Any]]:
         """One record per lag: window, group, lag, r, n."""
@@ -203,9 +205,11 @@ class LagFlip:
             last = r
         return tuple(out)
 
-    def summary(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"windows": list(self.windows), "peak_lags": [r.peak_lag for r in self.results],
                 "signs": list(self.signs), "flip": self.flip, "flips": [list(f) for f in self.flips]}
+
+    summary = to_dict  # deprecated name (0.1.0); use to_dict()
 
 
 # ---------------------------------------------------------------------- math
@@ -504,7 +508,7 @@ def run_coupling(data: Any, window: int | None = None, group: str | None = None,
     """:func:`lag_coupling` for one (W, group) of a run (a :class:`~.series.RunData` or a path); the target is
     ``val_column`` or else ``val_loss``, else ``test_loss``; phases from :func:`~.phases.run_phases`."""
     from .phases import detect_phases
-    from .series import RunData, load_run
+    from ..io.run import RunData, load_run
 
     if not isinstance(data, RunData):
         data = load_run(data)
@@ -517,7 +521,7 @@ def run_coupling(data: Any, window: int | None = None, group: str | None = None,
 def lag_flip(data: Any, windows: Sequence[int] | None = None, group: str | None = None, column: str = "gap_ratio",
              val_column: str | None = None, **kwargs: Any) -> LagFlip:
     """Peak lag and its sign for every window size W (default: all W of the run); flip = signs differ."""
-    from .series import RunData, load_run
+    from ..io.run import RunData, load_run
 
     if not isinstance(data, RunData):
         data = load_run(data)

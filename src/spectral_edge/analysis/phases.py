@@ -140,7 +140,7 @@ class Phases:
                 return e
         return None
 
-    def summary(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Flat record for tables and JSON (events as ``collapse_tau_1.20`` columns)."""
         out: dict[str, Any] = {
             "column": self.column, "window": self.window, "group": self.group, "method": self.method,
@@ -153,6 +153,8 @@ class Phases:
         for e in self.events:
             out[f"collapse_tau_{e.tau:.2f}"] = e.step
         return out
+
+    summary = to_dict  # deprecated name (0.1.0); use to_dict()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -349,7 +351,7 @@ def run_phases(data: Any, window: int | None = None, group: str | None = None, c
     """:func:`detect_phases` on column ``column`` of one (W, group) of a :class:`~.series.RunData` (or a path)."""
     from dataclasses import replace
 
-    from .series import RunData, load_run
+    from ..io.run import RunData, load_run
 
     if not isinstance(data, RunData):
         data = load_run(data)

@@ -100,9 +100,9 @@ def progress(label: str, quiet: bool) -> tuple[Any, Callable[[int, int, Any], No
 
 def echo_json(obj: Any) -> None:
     """Print one JSON document on stdout (NaN → null)."""
-    from ..io.history import _clean
+    from ..io.history import json_safe
 
-    typer.echo(json.dumps(_clean(obj)))
+    typer.echo(json.dumps(json_safe(obj)))
 
 
 def warner(silent: bool) -> Callable[[str], None]:

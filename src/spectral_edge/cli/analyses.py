@@ -18,14 +18,14 @@ _RUN_HELP = "A history.jsonl, a run folder holding one, or a table written by `s
 _EPILOG_RUN = "RUN is a monitor history (history.jsonl), a run folder holding one, or an `analyze` output table."
 # what every analysis command takes, defined once
 _RUN_ARG = typer.Argument(..., help=_RUN_HELP)
-_WINDOW_OPT = typer.Option([], "--window", "-w", help="Window size W; repeat or comma-separate (default: every W of the run).")
+_WINDOW_OPT = typer.Option([], "--window", "-w", help="Window size W; repeat or comma-separate, or 'all' (the default: every W of the run).")
 _GROUP_OPT = typer.Option(None, "--group", "-g", help="Parameter group (default: all).")
 _JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
 _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No summary table.")
 
 
 def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
-    if not window:
+    if not window or [w.strip().lower() for w in window] == ["all"]:
         return data.windows
     ws = parse_windows(window)
     for w in ws:
@@ -35,7 +35,7 @@ def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
 
 def _load(run: Path, val: Optional[Path], stream: str, group: Optional[str], *outs: Optional[Path]) -> tuple[Any, str]:
     """Check the output paths' formats (before any work), read the run, resolve the group: (RunData, group)."""
-    from ..analysis.series import load_run
+    from ..io.run import load_run
     from ..io.tables import table_format
 
     for p in outs:
@@ -159,7 +159,7 @@ def phases(
 
             ph = replace(detect_phases(ser.steps, ser.values, replace(base, method=m)), column=column, window=W, group=g)
             per_method[m] = ph
-            results.append(ph.summary())
+            results.append(ph.to_dict())
         for i, st in enumerate(ser.steps.tolist()):
             row = {"step": st, "window": W, "group": g, column: float(ser.values[i])}
             for m, ph in per_method.items():
@@ -218,13 +218,13 @@ def coupling(
                                  how=align_mode, n_perm=permutations, seed=seed, ess_method=ess,
                                  granger_max_lag=granger_lag) for W in _windows(data, window))
     flip = LagFlip(results)
-    summaries = [r.summary() for r in results]
+    summaries = [r.to_dict() for r in results]
     meta = {"command": "coupling", "source": str(run), "column": column}
     written = _write(summaries, out, meta)
     lag_written = _write([row for r in results for row in r.lag_rows()], lags_out, meta)
     if as_json:
         echo_json({"source": str(run), "column": column, "target": results[0].target if results else None,
-                   "group": g, "results": summaries, "lag_flip": flip.summary(), "out": written,
+                   "group": g, "results": summaries, "lag_flip": flip.to_dict(), "out": written,
                    "lags_out": lag_written})
     elif not quiet:
         rows = [[s["window"], s["n"], s["peak_lag"], _fmt(s["peak_r"], 2), f"{s['positive_lag']} ({_fmt(s['positive_r'], 2)})",
@@ -267,7 +267,7 @@ def thesis(
     data, g = _load(run, val, stream, group, out)
     reports = [run_thesis(data, W, g, lr=lr, n_parameters=n_parameters, low=low, high=high)
                for W in _windows(data, window)]
-    summaries = [r.summary() for r in reports]
+    summaries = [r.to_dict() for r in reports]
     written = _write([row for r in reports for row in r.rows], out,
                      {"command": "thesis", "source": str(run), "delta_g_method": reports[0].delta_g_method})
     if as_json:

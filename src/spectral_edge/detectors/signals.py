@@ -6,7 +6,8 @@ the history file as a DataFrame) and never a live model:
 - :func:`as_rows` turns a DataFrame (NaN where a column does not apply) back into rows;
 - :func:`series` extracts one column of one stream (``sed`` rows of a group and window,
   ``probe`` rows of one probe, ``log`` rows) as step-sorted arrays;
-- :func:`grok_step` is the first evaluation with test accuracy ≥ 0.9 (METHODS §6);
+- :func:`grok_step` is the first evaluation with test accuracy ≥ 0.9 (METHODS §6), the
+  library's one definition of the grok step;
 - :func:`gram_edge_summary` gives the Gram-edge signal: g23 = σ_2² − σ_3² of the update
   window over time, its peak before the grok step, the decline factor
   peak g23 / g23 at the grok step (the last window at or before it), and the gap ratio R.
@@ -27,11 +28,22 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["as_rows", "series", "ratio_series", "grok_step", "GramEdgeSummary", "gram_edge_summary",
-           "is_missing", "ACC_KEYS"]
+__all__ = ["as_rows", "series", "ratio_series", "grok_step", "accuracy_key", "GramEdgeSummary", "gram_edge_summary",
+           "is_missing", "primary_window", "ACC_KEYS", "GROK_THRESHOLD"]
 
-#: accuracy columns tried, in order, by :func:`grok_step` when none is named.
-ACC_KEYS = ("test_acc", "val_acc", "val_accuracy", "test_accuracy", "eval_acc")
+#: accuracy columns tried, in order, by :func:`grok_step` when none is named
+#: (``eval_accuracy``: the Hugging Face Trainer's name for a metric called accuracy).
+ACC_KEYS = ("test_acc", "val_acc", "eval_acc", "test_accuracy", "val_accuracy", "eval_accuracy")
+#: accuracy at which a run counts as grokked (METHODS §6)
+GROK_THRESHOLD = 0.9
+
+
+def primary_window(windows: Any) -> int | None:
+    """The window meant when none is given (``window=None`` everywhere in the library): the
+    smallest W recorded, the one the monitor's loggers publish without a ``/W…`` prefix.
+    None when there is none."""
+    ws = sorted({int(w) for w in windows if not is_missing(w)})
+    return ws[0] if ws else None
 
 
 def is_missing(v: Any) -> bool:
@@ -74,12 +86,11 @@ def series(history: Any, key: str, *, kind: str = "sed", group: str | None = "al
            probe: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of column ``key`` in one stream, sorted by step, missing values dropped.
 
-    ``sed``/``grad`` rows: of ``group`` and ``window`` (default: the smallest window present).
+    ``sed``/``grad`` rows: of ``group`` and ``window`` (default: :func:`primary_window`).
     ``probe`` rows: of probe ``probe``. Later rows win when a step repeats."""
     rows = [r for r in as_rows(history) if _stream_filter(kind, group, None, probe)(r)]
     if kind in ("sed", "grad") and window is None:
-        ws = sorted({int(r["window"]) for r in rows if not is_missing(r.get("window"))})
-        window = ws[0] if ws else None
+        window = primary_window(r.get("window") for r in rows)
     if window is not None and kind in ("sed", "grad"):
         rows = [r for r in rows if not is_missing(r.get("window")) and int(r["window"]) == int(window)]
     by_step: dict[int, float] = {}
@@ -98,8 +109,7 @@ def ratio_series(history: Any, rule: str = "weighted", *, group: str = "all", wi
     ``k_star_<rule>`` and ``ratio_j`` columns."""
     rows = [r for r in as_rows(history) if _stream_filter("sed", group, None, None)(r)]
     if window is None:
-        ws = sorted({int(r["window"]) for r in rows if not is_missing(r.get("window"))})
-        window = ws[0] if ws else None
+        window = primary_window(r.get("window") for r in rows)
     by_step: dict[int, float] = {}
     for r in rows:
         if is_missing(r.get("window")) or int(r["window"]) != window or is_missing(r.get("step")):
@@ -112,20 +122,41 @@ def ratio_series(history: Any, rule: str = "weighted", *, group: str = "all", wi
     return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
 
 
-def grok_step(history: Any, threshold: float = 0.9, key: str | None = None) -> int | None:
-    """First step whose evaluation has accuracy ≥ ``threshold`` (``log`` rows; column ``key``
-    or the first of :data:`ACC_KEYS` present); None if never."""
+def accuracy_key(history: Any) -> str | None:
+    """The first of :data:`ACC_KEYS` that the rows (or DataFrame) carry a value for, or None."""
     rows = [r for r in as_rows(history) if r.get("kind", "log") == "log"]
-    keys = (key,) if key else ACC_KEYS
-    for k in keys:
-        pts = sorted((int(r["step"]), float(r[k])) for r in rows if not is_missing(r.get(k)) and not is_missing(r.get("step")))
-        if pts:
-            for s, a in pts:
-                if a >= threshold:
-                    return s
-            return None
-    if key:
-        raise ConfigError(f"no log rows carry the accuracy column {key!r}")
+    for k in ACC_KEYS:
+        if any(not is_missing(r.get(k)) for r in rows):
+            return k
+    return None
+
+
+def grok_step(history: Any, threshold: float = GROK_THRESHOLD, key: str | None = None, *,
+              consecutive: int = 1) -> int | None:
+    """The grok step: the first evaluation step at which accuracy has been ≥ ``threshold`` for
+    ``consecutive`` evaluations in a row (METHODS §6: 0.9 once; the papers' stricter variant
+    is 0.98 three times); None if never. The library's one definition: the runner, the run
+    model (:meth:`spectral_edge.io.run.RunData.grok`), the report and the detectors call it.
+
+    ``history``: rows (dicts) or a DataFrame; rows with a ``kind`` other than ``log`` are
+    ignored, rows without one count (an evaluation table). ``key``: the accuracy column
+    (default: the first of :data:`ACC_KEYS` present). A step logged twice keeps its last value."""
+    if consecutive < 1:
+        raise ConfigError(f"consecutive must be ≥ 1, got {consecutive}")
+    key = key or accuracy_key(history)
+    if key is None:
+        return None
+    by_step: dict[int, float] = {}
+    for r in as_rows(history):
+        if r.get("kind", "log") == "log" and not is_missing(r.get(key)) and not is_missing(r.get("step")):
+            by_step[int(r["step"])] = float(r[key])
+    if not by_step:
+        raise ConfigError(f"no evaluation rows carry the accuracy column {key!r}")
+    run = 0
+    for s in sorted(by_step):
+        run = run + 1 if by_step[s] >= threshold else 0
+        if run >= consecutive:
+            return s
     return None
 
 
@@ -146,9 +177,11 @@ class GramEdgeSummary:
     ratio_at_ref: float
     ratio_final: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("grok_step", "peak_step", "peak_g23", "ref_step", "g23_at_ref",
                                               "decline", "ratio_pre", "ratio_at_ref", "ratio_final")}
+
+    as_dict = to_dict  # deprecated name (0.1.0); use to_dict()
 
 
 def gram_edge_summary(history: Any, grok: int | None = None, *, group: str = "all", window: int | None = None,

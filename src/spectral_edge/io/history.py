@@ -31,15 +31,17 @@ from ..errors import ConfigError
 HISTORY_KINDS = ("meta", "sed", "grad", "log", "probe", "event")
 
 
-def _clean(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
+    """``v`` as plain JSON values: numpy scalars unwrapped, NaN/Inf → None, tuples → lists,
+    mapping keys → str, paths → str (recursively)."""
     if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
     if isinstance(v, Mapping):
-        return {str(k): _clean(x) for k, x in v.items()}
+        return {str(k): json_safe(x) for k, x in v.items()}
     if isinstance(v, Path):
         return str(v)
     return v
@@ -51,7 +53,7 @@ def encode_rows(rows: Iterable[Mapping[str, Any]]) -> bytes:
     for r in rows:
         if "kind" not in r:
             raise ConfigError(f"history rows need a 'kind' field, got keys {sorted(r)[:6]}")
-        out.append(json.dumps({k: _clean(v) for k, v in r.items()}, allow_nan=False, default=str))
+        out.append(json.dumps({k: json_safe(v) for k, v in r.items()}, allow_nan=False, default=str))
     return ("\n".join(out) + "\n").encode("utf-8") if out else b""
 
 

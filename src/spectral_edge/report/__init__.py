@@ -3,10 +3,22 @@ overlaid (``build_comparison``), made from files only: a history, an ``analyze``
 run folder (``history.jsonl``, ``eval.csv``, ``summary.json``, ``config.json``, any subset).
 A report never touches a live model.
 
-Pipeline: :mod:`.build` takes a run as :func:`spectral_edge.analysis.series.read_run` reads it
-and aligns what a report shows (:class:`~.build.RunView`, phases, grok and warning steps),
-:mod:`.summary` turns it into facts and plain sentences, :mod:`.figures` draws the figures,
-:mod:`.html` lays out the page, :mod:`.compare` does the same for several runs.
+Pipeline, one way (each module imports only the ones before it, never one after):
+
+1. :mod:`.view`: what a report shows and nothing that reads or renders: :class:`~.view.RunView`,
+   :class:`~.view.PhaseSpans`, the report's rules (grok accuracy, the paper's defect onset, the
+   phase rule) and :class:`~.view.Section`, the neutral record of one figure;
+2. :mod:`.load`: :func:`~.load.load_view` reads a run (through
+   :func:`spectral_edge.analysis.series.read_run`) into a ``RunView``: window and group, grok and
+   warning steps, phases;
+3. :mod:`.summary`: the facts (:class:`~.summary.Facts`) and plain sentences;
+4. :mod:`.figures`: the figures, as ``Section`` records;
+5. :mod:`.html`: the page layout (it knows sections and facts, never how they are drawn);
+6. :mod:`.build` writes one run's page, :mod:`.compare` several runs overlaid.
+
+The order is one way so that each layer can be read, tested and replaced on its own: the
+data a report shows does not depend on how it is loaded, drawn or laid out, and changing the
+page never reaches back into the reading of runs.
 
 Why matplotlib rendered to inline SVG (and not a JavaScript plotting library, or PNGs):
 
@@ -27,7 +39,9 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
-    "build": ("build_report", "load_run", "RunView", "Phases", "compute_phases"),
+    "build": ("build_report",),
     "compare": ("build_comparison",),
+    "load": ("load_view", "compute_phases"),
     "summary": ("Facts", "summary_facts", "summary_sentences"),
+    "view": ("PhaseSpans", "RunView"),
 })

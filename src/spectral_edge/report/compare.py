@@ -2,16 +2,21 @@
 run) and a summary table (peak R, modal k*, grok step, warning step, lead).
 
 Typical use: the same model trained with AdamW and with Muon, or with weight decay 1 and 0.
-Each run is read exactly as :func:`~.build.load_run` reads it; runs need not share steps.
+Each run is read exactly as :func:`~.load.load_view` reads it; runs need not share steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError
-from .build import ProgressFn, load_run, resolve_out, write_text_atomic
+from . import figures, html
+from .build import ProgressFn, resolve_out, write_text_atomic
+from .load import load_view
+from .summary import summary_facts
+from .view import RunView
 
 
 def parse_labels(labels: str | Sequence[str] | None, n: int) -> list[str] | None:
@@ -37,9 +42,6 @@ def write_comparison(sources: Sequence[str | Path], labels: str | Sequence[str] 
                      out: str | Path | None = None, window: int | None = None, group: str = "all",
                      *, progress: ProgressFn | None = None):
     """Build the comparison page; returns (path written, list of :class:`~.summary.Facts`)."""
-    from . import figures, html
-    from .summary import summary_facts
-
     sources = list(sources)
     if len(sources) < 2:
         raise ConfigError(f"compare needs at least two runs, got {len(sources)} (for one run use `spectral-edge report`)")
@@ -50,7 +52,7 @@ def write_comparison(sources: Sequence[str | Path], labels: str | Sequence[str] 
     runs = []
     for i, src in enumerate(sources):
         cb(i, total, f"reading {Path(src).name}")
-        runs.append(load_run(src, window, group, None if names is None else names[i]))
+        runs.append(load_view(src, window, group, None if names is None else names[i]))
     empty = [str(r.source) for r in runs if not r.has_anything]
     if empty:
         raise ConfigError(f"nothing to plot in {', '.join(empty)} (no windows, evaluations, probes or alarms)")
@@ -62,15 +64,13 @@ def write_comparison(sources: Sequence[str | Path], labels: str | Sequence[str] 
     for j, (name, fn) in enumerate(figures.COMPARE_FIGURES.items()):
         cb(len(sources) + j, total, name)
         sections.append(fn(runs))
-    colors = [figures._run_color(i) for i in range(len(runs))]
+    colors = [figures.run_color(i) for i in range(len(runs))]
     write_text_atomic(path, html.render_compare(runs, facts, sections, colors))
     cb(total, total, "written")
     return path, facts
 
 
-def _relabel(run, label: str):
-    from dataclasses import replace
-
+def _relabel(run: RunView, label: str) -> RunView:
     return replace(run, label=label)
 
 

@@ -1,7 +1,7 @@
 """The report's figures: matplotlib drawn headless (object API, no pyplot state) and
 serialised to SVG text that is inlined in the page (see the package docs for why).
 
-Every figure function returns a :class:`~.html.Section`: an SVG with a caption saying how to
+Every figure function returns a :class:`~.view.Section`: an SVG with a caption saying how to
 read it, or a one-line note saying why the panel is missing. All figures of a run share the
 step axis and mark the grok step (green) and alarms / the warning step (red).
 
@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, onset_level
-from .html import Section
 from .summary import JL_CLAIM, Facts
+from .view import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, Section, onset_level
 
 MAX_POINTS = 1500
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
@@ -382,7 +381,8 @@ RUN_FIGURES: dict[str, Callable[[RunView, Facts], Section]] = {
 
 
 # ---------------------------------------------------------------------------- several runs
-def _run_color(i: int) -> str:
+def run_color(i: int) -> str:
+    """The colour of the ``i``-th run on a comparison page (figures, legend and summary table)."""
     return RUN_COLORS[i % len(RUN_COLORS)]
 
 
@@ -390,7 +390,7 @@ def _run_legend(fig: Any, runs: Sequence[RunView]) -> None:
     """One legend entry per run (its colour, solid), above the panels."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([0, 1], [0, 0], color=_run_color(i), lw=2) for i in range(len(runs))]
+    handles = [Line2D([0, 1], [0, 0], color=run_color(i), lw=2) for i in range(len(runs))]
     fig.legend(handles, [r.label for r in runs], loc="outside upper left", ncol=min(len(runs), 6))
 
 
@@ -418,7 +418,7 @@ def compare_spectrum(runs: Sequence[RunView]) -> Section:
             for c, ls in picks:
                 x, y = _thin(*_col(r.sed, c))
                 y = np.where(y > 0, y, np.nan)
-                ax.plot(x, y, color=_run_color(i), ls=ls, lw=1.3, **_marker(len(x)))
+                ax.plot(x, y, color=run_color(i), ls=ls, lw=1.3, **_marker(len(x)))
         ax.set_yscale("log")
         ax.set_ylabel("σ (log)")
         ax.set_xlabel("step")
@@ -445,16 +445,16 @@ def compare_edge(runs: Sequence[RunView]) -> Section:
             ks, kv = r.series("k_star")
             if _any_finite(kv):
                 x, y = _thin(ks, kv)
-                ax1.plot(x, y, drawstyle="steps-post", color=_run_color(i), lw=1.2, alpha=0.85, **_marker(len(x)))
+                ax1.plot(x, y, drawstyle="steps-post", color=run_color(i), lw=1.2, alpha=0.85, **_marker(len(x)))
                 kmin, kmax = min(kmin, np.nanmin(kv)), max(kmax, np.nanmax(kv))
             rs, rv = r.series("gap_ratio")
             if _any_finite(rv):
                 x, y = _thin(rs, rv)
-                ax2.plot(x, y, color=_run_color(i), lw=1.4, **_marker(len(x)))
+                ax2.plot(x, y, color=run_color(i), lw=1.4, **_marker(len(x)))
             if r.phases is not None:
-                ax2.plot([r.phases.peak_step], [r.phases.peak_ratio], marker="*", ms=10, color=_run_color(i), ls="none")
+                ax2.plot([r.phases.peak_step], [r.phases.peak_ratio], marker="*", ms=10, color=run_color(i), ls="none")
             if r.grok_step is not None:
-                ax2.axvline(r.grok_step, color=_run_color(i), ls="--", lw=1.0)
+                ax2.axvline(r.grok_step, color=run_color(i), ls="--", lw=1.0)
         if math.isfinite(kmin):
             ax1.set_yticks(range(int(kmin), int(kmax) + 1))
             ax1.set_ylim(kmin - 0.5, kmax + 0.5)
@@ -489,10 +489,10 @@ def compare_eval(runs: Sequence[RunView]) -> Section:
                 for j, c in enumerate(chosen[:2] if kind == "acc" else [c for c in chosen if c != "loss"][:2] or chosen[:1]):
                     x, y = _thin(*_col(r.evals, c))
                     ok = np.isfinite(y)
-                    ax.plot(x[ok], y[ok], color=_run_color(i), lw=1.3, **_style(c), **_marker(int(ok.sum())))
+                    ax.plot(x[ok], y[ok], color=run_color(i), lw=1.3, **_style(c), **_marker(int(ok.sum())))
                     arrays.append(y)
                 if r.grok_step is not None:
-                    ax.axvline(r.grok_step, color=_run_color(i), ls="--", lw=0.9, alpha=0.7)
+                    ax.axvline(r.grok_step, color=run_color(i), ls="--", lw=0.9, alpha=0.7)
             if kind == "acc":
                 ax.axhline(GROK_ACC, color="#999", ls=":", lw=0.9)
                 ax.set_ylabel("accuracy")
@@ -526,13 +526,13 @@ def compare_warning(runs: Sequence[RunView]) -> Section:
                 s, v = _col(r.defect, "defect") if name == "defect" else r.series("g23")
                 x, y = _thin(s, v)
                 ok = np.isfinite(y)
-                ax.plot(x[ok], y[ok], color=_run_color(i), lw=1.3, **_marker(int(ok.sum())))
+                ax.plot(x[ok], y[ok], color=run_color(i), lw=1.3, **_marker(int(ok.sum())))
                 arrays.append(y)
                 for a in r.alarms[:50]:
-                    ax.plot([a.step], [1.0], marker="v", ms=8, color=_run_color(i), ls="none",
+                    ax.plot([a.step], [1.0], marker="v", ms=8, color=run_color(i), ls="none",
                             transform=ax.get_xaxis_transform(), clip_on=False)
                 if r.grok_step is not None:
-                    ax.axvline(r.grok_step, color=_run_color(i), ls="--", lw=0.9, alpha=0.7)
+                    ax.axvline(r.grok_step, color=run_color(i), ls="--", lw=0.9, alpha=0.7)
             _log_if_positive(ax, *arrays)
             ax.set_ylabel("commutator defect" if name == "defect" else "g23 = σ2² − σ3²")
         _run_legend(fig, runs)
@@ -555,7 +555,7 @@ def compare_jl(runs: Sequence[RunView]) -> Section:
         fig, (ax,) = _figure(height=2.3)
         for i, r in have:
             x, y = _thin(*_col(r.jl, "jl_error"))
-            ax.plot(x, 100 * y, color=_run_color(i), lw=1.3, **_marker(len(x)))
+            ax.plot(x, 100 * y, color=run_color(i), lw=1.3, **_marker(len(x)))
         ax.axhline(100 * JL_CLAIM, color="#999", ls="--", lw=0.9)
         ax.set_ylabel("relative error of R (%)")
         ax.set_xlabel("step")

@@ -12,30 +12,12 @@ import datetime as _dt
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Section:
-    """One figure of a report: an inline SVG with its caption, or a one-line note saying why
-    the figure is missing."""
-
-    key: str
-    title: str
-    caption: str = ""
-    svg: str | None = None
-    note: str | None = None
-
-    @property
-    def short(self) -> str:
-        """The name in the page's navigation bar."""
-        return NAV_NAMES.get(self.key, self.title)
-
-
-NAV_NAMES = {"spectrum": "Spectrum", "edge": "Edge & phases", "eval": "Evaluation", "warning": "Early warning",
-             "jl": "JL error"}
+from ..io.history import json_safe
+from .summary import Facts, summary_caveats, summary_sentences
+from .view import RunView, Section
 
 
 CSS = """
@@ -82,9 +64,7 @@ def _fmt(v: Any) -> str:
 
 
 def _json_block(obj: Any, element_id: str) -> str:
-    from ..io.history import _clean
-
-    text = json.dumps(_clean(obj), ensure_ascii=False, indent=1).replace("</", "<\\/")
+    text = json.dumps(json_safe(obj), ensure_ascii=False, indent=1).replace("</", "<\\/")
     return f'<script type="application/json" id="{element_id}">\n{text}\n</script>'
 
 
@@ -139,7 +119,7 @@ def _flat(obj: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def key_numbers(f: Any) -> list[tuple[str, Any]]:
+def key_numbers(f: Facts) -> list[tuple[str, Any]]:
     """The table of key numbers of one run (from :class:`~.summary.Facts`)."""
     ph = f.phases or {}
     lead = None if f.lead is None else f"{f.lead} steps" + (" (before grokking)" if f.lead > 0 else "")
@@ -161,10 +141,8 @@ def key_numbers(f: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def render_run(run: Any, facts: Any, sections: Sequence[Section]) -> str:
+def render_run(run: RunView, facts: Facts, sections: Sequence[Section]) -> str:
     """The page of one run."""
-    from .summary import summary_caveats, summary_sentences
-
     findings = "".join(f"<li>{escape(s)}</li>" for s in summary_sentences(facts))
     caveats = "".join(f"<li>{escape(s)}</li>" for s in summary_caveats(facts))
     body = [
@@ -180,7 +158,7 @@ def render_run(run: Any, facts: Any, sections: Sequence[Section]) -> str:
     return _page(f"Spectral-edge report: {run.label}", str(run.source), body, nav)
 
 
-def _data_section(run: Any, facts: Any) -> str:
+def _data_section(run: RunView, facts: Facts) -> str:
     files = "".join(f"<li>{escape(k)}: {escape(str(p))}</li>" for k, p in sorted(run.files.items()))
     notes = "".join(f"<li>{escape(n)}</li>" for n in facts.notes)
     parts = [f'<section id="data"><h2>Data</h2><h3>Inputs read</h3><ul>{files}</ul>']
@@ -198,10 +176,9 @@ def _data_section(run: Any, facts: Any) -> str:
     return "".join(parts)
 
 
-def render_compare(runs: Sequence[Any], facts: Sequence[Any], sections: Sequence[Section], colors: Sequence[str]) -> str:
+def render_compare(runs: Sequence[RunView], facts: Sequence[Facts], sections: Sequence[Section],
+                   colors: Sequence[str]) -> str:
     """The page comparing several runs."""
-    from .summary import summary_sentences
-
     head = ("<tr><th>run</th><th>W</th><th>windows</th><th>k* rule</th><th>modal k*</th><th>peak R</th>"
             "<th>peak step</th><th>grok step</th><th>warning step</th><th>lead</th><th>final test acc</th></tr>")
     rows = []

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._numbers import finite_or_none as _finite
-from .build import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, defect_onset
+from .view import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, defect_onset
 
 #: one line per k* rule, for the caveats
 RULE_TEXT = {

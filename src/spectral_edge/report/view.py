@@ -1,0 +1,196 @@
+"""What a report shows, and nothing that reads files or renders: the run as the report sees it
+(:class:`RunView`, with its :class:`Alarm` rows and :class:`PhaseSpans`), the rules the report
+applies to it (grok accuracy, the paper's defect onset, the phase rule) and the neutral record of
+one figure of the page (:class:`Section`).
+
+Every other module of the package imports this one and it imports none of them: :mod:`.load`
+fills a :class:`RunView`, :mod:`.summary` and :mod:`.figures` read it, :mod:`.html` lays out the
+sections.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.phases import PhaseConfig
+from ..io.run import RunData
+from ..detectors.onset import OnsetParams, OnsetTracker, onset_index
+from ..detectors.signals import GROK_THRESHOLD
+
+#: test accuracy at which a run counts as grokked when summary.json gives no grok step (METHODS §6);
+#: the threshold of the one grok-step rule, :func:`spectral_edge.detectors.signals.grok_step`
+GROK_ACC = GROK_THRESHOLD
+#: the paper's defect onset rule (:class:`~spectral_edge.detectors.onset.OnsetParams` defaults):
+#: D > ONSET_FACTOR·baseline and D > ONSET_ABS, baseline ≥ ONSET_FLOOR
+ONSET = OnsetParams()
+ONSET_FACTOR, ONSET_ABS, ONSET_FLOOR = ONSET.factor, ONSET.min_defect, ONSET.floor
+#: the phase rule (:class:`~spectral_edge.analysis.phases.PhaseConfig` defaults): plateau = the
+#: contiguous run around the peak with R ≥ 0.85·peak; collapse event: first step after the peak with R < 1.20
+PHASES = PhaseConfig()
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """An ``event`` row with ``event == "alarm"``."""
+
+    step: int
+    detector: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PhaseSpans:
+    """Rise / plateau / collapse of the gap ratio R(t) as a report shows them: the plateau is the
+    closed step range ``[plateau_start, plateau_end]``; rise is every window before it, collapse
+    every one after. (Made from :class:`spectral_edge.analysis.phases.Phases` by
+    :func:`~.load.compute_phases`.)"""
+
+    method: str
+    peak_step: int
+    peak_ratio: float
+    plateau_start: int
+    plateau_end: int
+    first_step: int
+    last_step: int
+    threshold: float | None = None  # the R level that bounds the plateau, when the rule has one
+    collapse_event_step: int | None = None  # first step after the peak with R < collapse_tau
+    collapse_tau: float = 1.20
+
+    @property
+    def has_rise(self) -> bool:
+        return self.plateau_start > self.first_step
+
+    @property
+    def has_collapse(self) -> bool:
+        return self.plateau_end < self.last_step
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "peak_step": self.peak_step, "peak_ratio": self.peak_ratio,
+                "plateau_start": self.plateau_start, "plateau_end": self.plateau_end,
+                "rise": [self.first_step, self.plateau_start] if self.has_rise else None,
+                "collapse": [self.plateau_end, self.last_step] if self.has_collapse else None,
+                "threshold": self.threshold, "collapse_event_step": self.collapse_event_step,
+                "collapse_tau": self.collapse_tau}
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run, ready to plot: the windows of one W and one group, evaluations, probes, events,
+    drawn from the :class:`~spectral_edge.analysis.series.RunData` read from the files (``data``).
+
+    Frames (pandas) are sorted by step with numeric columns; any of them may be empty.
+    """
+
+    data: RunData                   # what was read (files, raw rows, summary.json, config.json, meta)
+    label: str
+    sed: Any                        # DataFrame: the windows of (window, group), one row per window
+    window: int | None              # W shown (None: the input has no window column)
+    windows: tuple[int, ...]        # every W in the input
+    group: str
+    groups: tuple[str, ...]
+    kstar_rule: str | None
+    sketch: dict[str, Any] | None   # the projection the spectra come from, when recorded
+    evals: Any                      # DataFrame: step + train/test accuracy and loss, lr…
+    defect: Any                     # DataFrame: step, defect (the commutator defect per probe)
+    alarms: tuple[Alarm, ...]
+    nonfinite: int                  # non-finite events recorded by the monitor
+    grok_step: int | None
+    grok_source: str                # where grok_step comes from, or why there is none
+    warning_step: int | None
+    warning_source: str
+    jl: Any                         # DataFrame step, jl_error (relative error of R), or None
+    jl_note: str
+    phases: PhaseSpans | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> Path:
+        """The run folder or input file."""
+        return self.data.path
+
+    @property
+    def files(self) -> Mapping[str, Path]:
+        """Which inputs were read: history or table, eval, summary, config."""
+        return self.data.files
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """The history's meta row (empty for tables)."""
+        return shown_meta(self.data)
+
+    @property
+    def sigma_columns(self) -> list[str]:
+        """``sigma_1 … sigma_W`` present in :attr:`sed` (W = the shown window)."""
+        return sigma_columns(self.sed, self.window)
+
+    @property
+    def has_anything(self) -> bool:
+        return bool(len(self.sed) or len(self.evals) or len(self.defect) or self.alarms)
+
+    def series(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one :attr:`sed` column as float arrays (NaN where missing)."""
+        if column not in self.sed.columns or not len(self.sed):
+            return np.array([], dtype=float), np.array([], dtype=float)
+        return self.sed["step"].to_numpy(float), self.sed[column].to_numpy(float)
+
+
+def shown_meta(data: RunData) -> Mapping[str, Any]:
+    """The meta row of a history (a report reads no metadata from tables)."""
+    return data.meta if data.kind == "history" else {}
+
+
+def sigma_columns(df, window: int | None) -> list[str]:
+    """``sigma_1 … sigma_W`` present in ``df`` (all of them when ``window`` is None)."""
+    cols = [c for c in df.columns if c.startswith("sigma_") and c[6:].isdigit()]
+    cols.sort(key=lambda c: int(c[6:]))
+    if window is not None:
+        cols = [c for c in cols if int(c[6:]) <= window]
+    return cols
+
+
+# ---------------------------------------------------------------------------- the defect onset rule
+def defect_onset(steps: Sequence[float], values: Sequence[float]) -> int | None:
+    """The step of the paper's defect onset (:func:`~spectral_edge.detectors.onset.onset_index`,
+    non-finite values skipped), or None if never."""
+    d = np.asarray(values, dtype=float)
+    i = onset_index(np.where(np.isfinite(d), d, np.nan), ONSET)
+    return None if i is None else int(np.asarray(steps, dtype=float)[i])
+
+
+def onset_level(values: Sequence[float]) -> float | None:
+    """The defect level the onset rule asks for, max(ONSET_FACTOR·baseline, ONSET_ABS), from the
+    first finite values; None before the baseline is known."""
+    tracker = OnsetTracker(ONSET)
+    d = np.asarray(values, dtype=float)
+    for v in d[np.isfinite(d)][:ONSET.n_baseline]:
+        tracker.push(v)
+    base = tracker.baseline
+    return None if math.isnan(base) else max(ONSET.factor * base, ONSET.min_defect)
+
+
+# ---------------------------------------------------------------------------- a figure of the page
+@dataclass(frozen=True)
+class Section:
+    """One figure of a report: an inline SVG with its caption, or a one-line note saying why
+    the figure is missing. :mod:`.figures` makes them, :mod:`.html` lays them out."""
+
+    key: str
+    title: str
+    caption: str = ""
+    svg: str | None = None
+    note: str | None = None
+
+    @property
+    def short(self) -> str:
+        """The name in the page's navigation bar."""
+        return NAV_NAMES.get(self.key, self.title)
+
+
+NAV_NAMES = {"spectrum": "Spectrum", "edge": "Edge & phases", "eval": "Evaluation", "warning": "Early warning",
+             "jl": "JL error"}
