@@ -233,3 +233,19 @@ def test_only_world_process_zero_writes(tmp_path):
     assert [r for r in cb.monitor.rows if r["kind"] == "log"] == [{"kind": "log", "step": 0, "loss": 1.0, "lr": 0.1}]
     assert Rec.calls == [0]
     cb.on_train_end(args, state, TrainerControl())
+
+
+def test_log_lr_false_keeps_the_learning_rate_out_of_the_log_rows(tmp_path):
+    cb = SpectralEdgeCallback(windows=(2,), every=1, sketch="exact", history=None, log_lr=False)
+    _trainer(tmp_path / "run", [cb], max_steps=3).train()
+    logs = [r for r in cb.monitor.rows if r["kind"] == "log"]
+    assert len(logs) == 3 and all("lr" not in r and "loss" in r for r in logs)
+
+
+def test_the_run_model_reads_a_trainer_output_folder(full_run):
+    from spectral_edge.io.run import load_run
+
+    data = load_run(full_run["root"] / "run")  # spectral_edge_history.jsonl in output_dir
+    assert data.files["history"].name == HISTORY_NAME
+    assert data.windows == (2, 3) and data.resolve_window(None) == 2
+    assert data.metric("loss").values.tolist() == _losses(full_run["trainer"])

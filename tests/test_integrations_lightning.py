@@ -188,3 +188,47 @@ def _first_tensor(state) -> torch.Tensor:
         if t is not None:
             return t
     return None
+
+
+def test_trainer_log_reaches_the_trainers_own_logger(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    cb = SpectralEdgeCallback(windows=(2,), every=1, sketch="exact", history=None, trainer_log=True)
+    trainer = pl.Trainer(max_steps=6, accumulate_grad_batches=2, logger=CSVLogger(str(tmp_path), name="csv"),
+                         log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=str(tmp_path),
+                         callbacks=[cb])
+    trainer.fit(_Net(), _data())
+    import pandas as pd
+
+    logged = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
+    assert "sed/gap_ratio" in logged.columns and "sed/k_star" in logged.columns
+    ours = {r["step"]: r["gap_ratio"] for r in cb.monitor.rows if r["kind"] == "sed"}
+    got = logged.dropna(subset=["sed/gap_ratio"])
+    assert len(got) >= 1
+    # Lightning's CSV logger writes the step before the optimizer's count moved; match by value
+    assert all(any(abs(v - o) <= 1e-6 * abs(o) for o in ours.values()) for v in got["sed/gap_ratio"])
+
+
+def test_a_given_monitor_is_driven_and_arguments_conflict(tmp_path):
+    from spectral_edge.monitor import Monitor
+
+    net = _Net()
+    mon = Monitor(net, windows=(2,), every=1, sketch="exact")
+    cb = SpectralEdgeCallback(mon)
+    _trainer(tmp_path, [cb]).fit(net, _data())
+    assert cb.monitor is mon and _steps(cb, "sed") == [2, 3, 4, 5, 6]
+    assert not (tmp_path / HISTORY_NAME).exists()  # the given monitor keeps its own (no) history
+    with pytest.raises(TypeError, match="either a monitor or Monitor arguments"):
+        SpectralEdgeCallback(mon, every=3)
+
+
+def test_both_callbacks_take_the_same_arguments():
+    import inspect
+
+    hf = pytest.importorskip("spectral_edge.integrations.hf")
+    ours = inspect.signature(SpectralEdgeCallback.__init__).parameters
+    theirs = inspect.signature(hf.SpectralEdgeCallback.__init__).parameters
+    # resume_from is the HF callback's only extra: Lightning restores callback state from its checkpoint itself
+    assert [p for p in theirs if p != "resume_from"] == list(ours)
+    assert all(ours[p].default == theirs[p].default for p in ours if p not in ("self", "monitor_kwargs"))

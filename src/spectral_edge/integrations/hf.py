@@ -74,6 +74,7 @@ class SpectralEdgeCallback(TrainerCallback):
         (rows kept in memory only).
     loggers: metric sinks (``log_metrics(metrics, step)``), used on world process zero only.
         ``history`` and ``loggers`` are ignored when ``monitor`` is given (it has its own).
+    log_lr: record the Trainer's ``learning_rate`` as ``lr`` in the ``log`` rows.
     trainer_log: also put the newest ``sed/…``/``grad/…`` scalars into the Trainer's logs.
     resume_from: checkpoint folder to restore the monitor from (default: found, see module docs).
     monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
@@ -86,6 +87,7 @@ class SpectralEdgeCallback(TrainerCallback):
         *,
         history: str | os.PathLike[str] | None = "auto",
         loggers: Sequence[Any] = (),
+        log_lr: bool = True,
         trainer_log: bool = False,
         resume_from: str | os.PathLike[str] | None = None,
         **monitor_kwargs: Any,
@@ -96,6 +98,7 @@ class SpectralEdgeCallback(TrainerCallback):
         self._given = monitor is not None
         self.history = history
         self.loggers = list(loggers)
+        self.log_lr = log_lr
         self.trainer_log = trainer_log
         self.resume_from = resume_from
         self.monitor_kwargs = monitor_kwargs
@@ -178,7 +181,8 @@ class SpectralEdgeCallback(TrainerCallback):
         if mon is None or not logs or not state.is_world_process_zero:
             return
         metrics = {_LOG_KEYS.get(k, k): v for k, v in logs.items()
-                   if (k in _LOG_KEYS or k.startswith("eval_")) and _is_number(v)}
+                   if (k in _LOG_KEYS or k.startswith("eval_")) and _is_number(v)
+                   and (self.log_lr or k != "learning_rate")}
         mon.log(step=state.global_step, **metrics)
         if self.trainer_log and self._pending:
             latest: dict[str, float] = {}

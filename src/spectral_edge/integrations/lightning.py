@@ -46,7 +46,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("spectral_edge.integrations.lightning needs lightning: pip install 'spectral-edge[lightning]'") from e
 
-from ..monitor import Monitor
+from ..monitor import Monitor, logger_metrics
 
 __all__ = ["SpectralEdgeCallback", "HISTORY_NAME"]
 
@@ -57,29 +57,45 @@ HISTORY_NAME = "spectral_edge_history.jsonl"
 class SpectralEdgeCallback(pl.Callback):
     """Runs a :class:`~spectral_edge.monitor.Monitor` inside a Lightning ``Trainer``.
 
+    The constructor takes the same arguments as the Hugging Face callback
+    (:class:`spectral_edge.integrations.hf.SpectralEdgeCallback`), except ``resume_from``:
+    Lightning hands the callback its state from the checkpoint itself.
+
     Parameters
     ----------
+    monitor: a ready monitor to drive (built on the LightningModule); without it one is built
+        at ``on_train_start`` from ``monitor_kwargs``. ``history`` and ``loggers`` are
+        ignored when it is given (it has its own).
     history: ``"auto"`` (``<default_root_dir>/spectral_edge_history.jsonl``), a path, or
         None (rows kept in memory only).
     loggers: metric sinks (``log_metrics(metrics, step)``), used on global rank zero only.
     log_lr: record the first optimizer's learning rate as a ``log`` row at sampled steps.
+    trainer_log: also log the newest ``sed/…``/``grad/…`` scalars through the
+        LightningModule (``pl_module.log_dict``), so they reach the Trainer's own loggers.
     monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
         ``gradients``, ``selection``…).
     """
 
     def __init__(
         self,
+        monitor: Monitor | None = None,
         *,
         history: str | os.PathLike[str] | None = "auto",
         loggers: Sequence[Any] = (),
         log_lr: bool = True,
+        trainer_log: bool = False,
         **monitor_kwargs: Any,
     ):
+        if monitor is not None and monitor_kwargs:
+            raise TypeError(f"pass either a monitor or Monitor arguments, not both (got {sorted(monitor_kwargs)})")
         self.history = history
         self.loggers = list(loggers)
         self.log_lr = log_lr
+        self.trainer_log = trainer_log
         self.monitor_kwargs = monitor_kwargs
-        self.monitor: Monitor | None = None
+        self.monitor: Monitor | None = monitor
+        self._given = monitor is not None
+        self._pending: list[dict[str, Any]] = []  # rows not yet logged through the LightningModule
         self._restored: dict[str, Any] | None = None  # state handed over by load_state_dict
         self._last_step: int = -1
 
@@ -100,15 +116,17 @@ class SpectralEdgeCallback(pl.Callback):
                           f"the trainer at {trainer.global_step}; starting with empty windows",
                           RuntimeWarning, stacklevel=2)
             restored = None
-        self.monitor = Monitor(
-            pl_module,
-            history=self._history_path(trainer) if zero else None,
-            loggers=self.loggers if zero else (),
-            start_step=trainer.global_step,
-            sample_initial=restored is None,
-            log_lr=False,  # the monitor is not attached to the optimizer; lr is logged below
-            **self.monitor_kwargs,
-        )
+        if not self._given:
+            self.monitor = Monitor(
+                pl_module,
+                history=self._history_path(trainer) if zero else None,
+                loggers=self.loggers if zero else (),
+                start_step=trainer.global_step,
+                sample_initial=restored is None,
+                log_lr=False,  # the monitor is not attached to the optimizer; lr is logged below
+                **self.monitor_kwargs,
+            )
+        assert self.monitor is not None
         if restored is not None:
             self.monitor.load_state_dict(restored)
         self._restored = None
@@ -119,7 +137,9 @@ class SpectralEdgeCallback(pl.Callback):
         """Fires once per real optimizer step, before clipping and the step: the gradient
         stream samples step ``global_step + 1`` when it is on the cadence."""
         if self.monitor is not None:
-            self.monitor.pre_step(trainer.global_step + 1)
+            rows = self.monitor.pre_step(trainer.global_step + 1)
+            if self.trainer_log:
+                self._pending += rows
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -130,11 +150,24 @@ class SpectralEdgeCallback(pl.Callback):
         if mon is None or step == self._last_step:
             return
         self._last_step = step
-        mon.step(step)
+        rows = mon.step(step)
         if self.log_lr and step % mon.every == 0 and trainer.optimizers:
             lr = trainer.optimizers[0].param_groups[0].get("lr")
             if lr is not None:
                 mon.log(step=step, lr=float(lr))
+        if self.trainer_log:
+            self._pending += rows
+            self._log_pending(pl_module, mon)
+
+    def _log_pending(self, pl_module: pl.LightningModule, mon: Monitor) -> None:
+        """The newest ``sed/…``/``grad/…`` scalars of the rows since the last call, through
+        ``pl_module.log_dict`` (on every rank, ``rank_zero_only``: the values are the same)."""
+        latest: dict[str, float] = {}
+        for _, m in sorted(logger_metrics(self._pending, mon.config.windows[0]).items()):
+            latest.update({k: v for k, v in m.items() if k.startswith(("sed/", "grad/"))})
+        self._pending.clear()
+        if latest:
+            pl_module.log_dict(latest, on_step=True, on_epoch=False, rank_zero_only=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fires at the end of ``fit``: closes the history (the rows stay inspectable)."""
