@@ -26,11 +26,11 @@ def demo(
     """Train add mod 97 with the monitor attached, then write the history, summary and report."""
     from ..experiments.config import RunConfig
     from ..experiments.probes import available
-    from .experiments import _run
+    from .experiments import train_and_print
 
     probes = {"defect": {"every": 100}} if "defect" in available() else {}
     cfg = RunConfig(task="modular", op=op, modulus=modulus, seed=seed, steps=steps, probes=probes)
-    _run(cfg, out, as_json=False, quiet=quiet)
+    train_and_print(cfg, out, as_json=False, quiet=quiet)
     target = out / "summary.json"
     try:
         from ..report import build_report

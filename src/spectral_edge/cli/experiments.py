@@ -50,7 +50,8 @@ def print_run_summary(s: dict[str, Any], out: Path) -> None:
     Console().print(t)
 
 
-def _run(cfg, out: Path, as_json: bool, quiet: bool) -> dict[str, Any]:
+def train_and_print(cfg, out: Path, as_json: bool, quiet: bool) -> dict[str, Any]:
+    """Train ``cfg`` into ``out`` with a progress bar, then print (or ``--json``) its summary."""
     from ..experiments.runner import run_experiment
 
     bar, cb = train_progress(quiet or as_json)
@@ -97,7 +98,7 @@ def grok(
                     lr=lr, optimizer=optimizer, train_frac=train_frac, early_stop=early_stop, every=every,
                     windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads)
     _check_op(op)
-    _run(cfg, out, as_json, quiet)
+    train_and_print(cfg, out, as_json, quiet)
 
 
 def _check_op(op: str) -> None:
@@ -139,4 +140,4 @@ def run_config(
             data[k.strip()] = json.loads(v)
         except json.JSONDecodeError:
             data[k.strip()] = v
-    _run(RunConfig.from_dict(data), out, as_json, quiet)
+    train_and_print(RunConfig.from_dict(data), out, as_json, quiet)
