@@ -23,7 +23,7 @@ import torch
 
 from spectral_edge.functional import fold_kernel
 from spectral_edge.functional.sketch import SketchSpec
-from spectral_edge.probes.window import SketchWindow
+from spectral_edge.stream.window import SketchWindow
 
 
 def gpt2_shapes(n_layer: int = 12, d: int = 768, vocab: int = 50257, ctx: int = 1024) -> dict[str, tuple[int, ...]]:

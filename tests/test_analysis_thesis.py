@@ -16,7 +16,7 @@ from spectral_edge.analysis.thesis import (BBP, DELTA_G_APPROX, adiabatic, adiab
 from spectral_edge.errors import ConfigError
 from spectral_edge.functional import spectrum as sp
 from spectral_edge.io.history import HistoryWriter
-from spectral_edge.probes.window import SketchWindow
+from spectral_edge.stream.window import SketchWindow
 
 
 def _op(D: np.ndarray) -> np.ndarray:

@@ -18,7 +18,9 @@ from spectral_edge.engine import AnalysisConfig, analyze_checkpoints
 from spectral_edge.errors import ConfigError, EmptyFolderError, NonFiniteError, ShapeMismatchError
 from spectral_edge.functional import spectrum as sp
 from spectral_edge.functional.sketch import SketchSpec
+from spectral_edge.monitor import Monitor
 from spectral_edge.selection import Selection
+from spectral_edge.stream.analyzer import default_sketch
 from spectral_edge.synthetic import PlantedSpec, planted_trajectory
 
 SHAPES = {
@@ -142,6 +144,32 @@ def test_cli_json_summary_and_all_options(tmp_path):
     meta = json.loads(pq.read_schema(out).metadata[b"spectral_edge"])
     assert meta["config"]["sketch"] == {"family": "countsketch", "dim": 30, "seed": 3, "buckets": 16381,
                                         "accum_dtype": "float64"}
+
+
+def test_default_sketch_is_fold_d_10_max_w_in_python_the_cli_and_the_monitor(tmp_path):
+    _write(tmp_path / "run", "safetensors")
+    res = _cli(["analyze", str(tmp_path / "run"), "-w", "5,10,20", "--out", str(tmp_path / "m.csv"), "--json"])
+    assert res.exit_code == 0, res.output
+    cli_sketch = json.loads(res.stdout)["sketch"]
+    py = AnalysisConfig(windows=(5, 10, 20)).sketch
+    assert py == SketchSpec("fold", dim=200, seed=0) == default_sketch((20, 5, 10))
+    assert cli_sketch == py.to_dict()
+    assert Monitor(torch.nn.Linear(4, 3), windows=(5, 10, 20), sketch="fold", sample_initial=False).config.sketch == py
+    big = Monitor(torch.nn.Linear(2000, 1000), windows=(5, 10, 20), sample_initial=False)  # "auto": too big for exact
+    assert big.config.sketch == py
+    # the default of analyze_checkpoints, and a sketch given explicitly is kept as it is
+    assert AnalysisConfig().sketch == SketchSpec("fold", dim=100)
+    assert AnalysisConfig(windows=(5, 10, 20), sketch=SketchSpec("fold", dim=64)).sketch.dim == 64
+    assert AnalysisConfig(windows=(5, 10, 20)) == AnalysisConfig(windows=(20, 10, 5), sketch=py)
+
+
+def test_serialisers_are_to_dict_and_the_old_names_still_work(tmp_path):
+    _write(tmp_path / "run", "safetensors")
+    res = analyze_checkpoints(tmp_path / "run", AnalysisConfig(windows=(5,)))
+    assert res.to_dict()["config"] == res.config.to_dict() and res.metadata() == res.to_dict()
+    assert res.config.describe() == res.config.to_dict()
+    st = sp.window_stats(np.diag([9.0, 4.0, 1.0]))
+    assert st.as_row() == st.to_dict() and st.to_dict()["sigma_1"] == 3.0
 
 
 def _assert_user_error(res, *needles):

@@ -18,6 +18,7 @@ from spectral_edge.functional.defect import (
     subspace_fraction,
 )
 from spectral_edge.monitor import Monitor
+from spectral_edge.probes.base import ProbeContext
 from spectral_edge.probes.defect import CommutatorDefectProbe
 
 
@@ -139,11 +140,6 @@ def _data(n=200):
     return torch.randn(n, 12, generator=g), torch.randint(0, 5, (n,), generator=g)
 
 
-class _Mon:
-    def __init__(self, model):
-        self.model = model
-
-
 def _snapshot(model, opt):
     return ({k: v.clone() for k, v in model.state_dict().items()},
             [None if p.grad is None else p.grad.clone() for p in model.parameters()],
@@ -167,7 +163,7 @@ def test_probe_has_no_side_effects():
     model.bn.eval()  # a mix of train and eval submodules
     before = _snapshot(model, opt)
     probe = CommutatorDefectProbe((X, y), batch_size=64, n_samples=3, every=1)
-    out = probe.run(_Mon(model), 10)
+    out = probe.run(ProbeContext(10, model=model))
     after = _snapshot(model, opt)
     for k in before[0]:
         assert torch.equal(before[0][k], after[0][k]), k  # parameters and buffers, bit for bit
@@ -181,9 +177,9 @@ def test_probe_has_no_side_effects():
     assert out["defect"] > 0 and math.isfinite(out["defect"])
     assert out["defect_min"] <= out["defect"] <= out["defect_max"]
     # a pure function of (seed, step): the same again, another step draws other batches
-    assert probe.run(_Mon(model), 10) == out
-    assert probe.run(_Mon(model), 11)["defect"] != out["defect"]
-    assert CommutatorDefectProbe((X, y), batch_size=64, n_samples=3, seed=1).run(_Mon(model), 10)["defect"] != out["defect"]
+    assert probe.run(ProbeContext(10, model=model)) == out
+    assert probe.run(ProbeContext(11, model=model))["defect"] != out["defect"]
+    assert CommutatorDefectProbe((X, y), batch_size=64, n_samples=3, seed=1).run(ProbeContext(10, model=model))["defect"] != out["defect"]
 
 
 def test_probe_defect_equals_the_functional_definition_on_a_model():

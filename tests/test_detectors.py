@@ -174,8 +174,8 @@ class _Replayer(Probe):
         super().__init__(every)
         self.values = values
 
-    def run(self, monitor, step):
-        return {"defect": self.values[step // self.every - 1]}
+    def run(self, ctx):
+        return {"defect": self.values[ctx.step // self.every - 1]}
 
 
 def test_alarm_inside_a_monitor_is_recorded_and_replays_from_the_history(tmp_path):

@@ -14,7 +14,7 @@ from spectral_edge.errors import ConfigError
 from spectral_edge.functional import fold_kernel, rng
 from spectral_edge.functional.sketch import FoldSketch
 from spectral_edge.io._safetensors import read_header
-from spectral_edge.probes.sampler import _all_finite
+from spectral_edge.stream.sampler import _all_finite
 
 pytest.importorskip("numba")
 

@@ -14,6 +14,7 @@ from spectral_edge.errors import ConfigError, StateError
 from spectral_edge.functional.sketch import SketchSpec
 from spectral_edge.functional.spectrum import window_stats
 from spectral_edge.monitor import Monitor
+from spectral_edge.probes.base import ProbeContext
 from spectral_edge.probes.gradient_sed import GradientSEDProbe, _hvp_quadratic_forms, random_abs_projection_mean
 
 
@@ -28,11 +29,6 @@ def _net(seed=0, dropout=0.0):
 def _data(n=120):
     g = torch.Generator().manual_seed(3)
     return torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)
-
-
-class _Mon:
-    def __init__(self, model):
-        self.model = model
 
 
 def _sgd_step(model, X, y, lr=0.2):
@@ -60,7 +56,7 @@ def test_window_spectrum_and_sensitivity_match_plain_autograd_and_numpy():
     refs, out = [], None
     for step in range(1, 7):
         _sgd_step(model, X, y)
-        out = probe.run(_Mon(model), step)
+        out = probe.run(ProbeContext(step, model=model))
         refs.append(_reference_grad(model, batch))
         if step < 4:
             assert "gap_ratio" not in out and out["n_grads"] == step
@@ -112,7 +108,7 @@ def test_probe_curvature_equals_the_hessian_of_the_fixed_batch_loss():
     probe = GradientSEDProbe((X, y), every=1, window=2, batch_size=30, curvature=True, n_random=4)
     for step in (1, 2, 3):
         _sgd_step(model, X, y)
-        out = probe.run(_Mon(model), step)
+        out = probe.run(ProbeContext(step, model=model))
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
@@ -139,7 +135,7 @@ def test_sketched_mode_approximates_exact():
     model = _net(2)
     for step in range(1, 6):
         _sgd_step(model, X, y)
-        a, b = exact.run(_Mon(model), step), sk.run(_Mon(model), step)
+        a, b = exact.run(ProbeContext(step, model=model)), sk.run(ProbeContext(step, model=model))
     assert b["sigma_1"] == pytest.approx(a["sigma_1"], rel=0.1)
     assert b["sens_1"] == pytest.approx(a["sens_1"], rel=0.1)
     assert b["sens_random"] == pytest.approx(a["grad_norm"] * random_abs_projection_mean(sum(p.numel() for p in model.parameters())))
@@ -156,15 +152,15 @@ def test_fresh_sensitivity_and_resume():
     a = GradientSEDProbe((X, y), every=1, window=3, batch_size=40, sensitivity="fresh", seed=9)
     for step in range(1, 5):
         _sgd_step(model, X, y)
-        a.run(_Mon(model), step)
+        a.run(ProbeContext(step, model=model))
     b = GradientSEDProbe((X, y), every=1, window=3, batch_size=40, sensitivity="fresh", seed=9)
     b.load_state_dict(a.state_dict())
     _sgd_step(model, X, y)
-    ra, rb = a.run(_Mon(model), 5), b.run(_Mon(model), 5)
+    ra, rb = a.run(ProbeContext(5, model=model)), b.run(ProbeContext(5, model=model))
     assert ra == rb  # resumed = uninterrupted, bit for bit
     fixed = GradientSEDProbe((X, y), every=1, window=3, batch_size=40, seed=9)
     fixed.load_state_dict(a.state_dict())
-    assert fixed.run(_Mon(model), 6)["sens_1"] != ra["sens_1"]
+    assert fixed.run(ProbeContext(6, model=model))["sens_1"] != ra["sens_1"]
     with pytest.raises(StateError):
         GradientSEDProbe((X, y), seed=1).load_state_dict(a.state_dict())
 

@@ -20,6 +20,7 @@ from spectral_edge.functional import spectrum as sp
 from spectral_edge.functional.sketch import SketchSpec
 from spectral_edge.io.history import read_history
 from spectral_edge.monitor import Monitor, logger_metrics
+from spectral_edge.selection import Selection
 
 
 def _model(seed=0):
@@ -302,3 +303,43 @@ def test_detectors_see_rows_and_their_events_are_recorded(tmp_path):
     ev = read_history(tmp_path / "h.jsonl", kind="event")
     assert len(ev) == 1 and ev["event"].iloc[0] == "alarm" and ev["step"].iloc[0] == 6
     assert mon.state_dict()["detectors"] == {"first-k2": {"fired": True}}
+
+
+def test_probes_get_a_read_only_context_not_the_monitor():
+    import dataclasses
+
+    from spectral_edge.probes.base import Probe, ProbeContext
+
+    seen = []
+
+    class Recorder(Probe):
+        name = "rec"
+
+        def run(self, ctx):
+            seen.append(ctx)
+            return {"n": float(len(ctx.windows))}
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(model, windows=(2,), every=1, sketch="exact", probes=[Recorder(every=2)],
+                  selection=Selection(group_by="matrix"))
+    assert mon.optimizer is None
+    mon.step()
+    mon.step()  # step 2: the probe runs, no optimizer yet
+    mon.attach(opt)
+    assert mon.optimizer is opt
+    X, y = _data()
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    a, b = seen
+    assert isinstance(a, ProbeContext) and (a.step, b.step) == (2, 4)
+    assert a.optimizer is None and b.optimizer is opt and b.model is model
+    assert b.sketch == mon.config.sketch and b.names == tuple(mon.updates.plan.names)
+    assert list(b.windows) == mon.updates.groups and b.windows["all"] is mon.updates.windows["all"]
+    with pytest.raises(TypeError):
+        b.windows["all"] = None  # a read-only view
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.step = 5
+    assert [r["n"] for r in mon.rows if r["kind"] == "probe"] == [float(len(mon.updates.groups))] * 2

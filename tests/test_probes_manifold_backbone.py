@@ -14,17 +14,13 @@ from spectral_edge.functional import pca
 from spectral_edge.functional.sketch import SketchSpec
 from spectral_edge.models import GrokTransformer, TransformerConfig
 from spectral_edge.monitor import Monitor
+from spectral_edge.probes.base import ProbeContext
 from spectral_edge.probes.backbone import BackboneProbe, backbone_direction
 from spectral_edge.probes.manifold import ExecutionManifoldProbe
 from spectral_edge.selection import Selection
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-
-
-class _Mon:
-    def __init__(self, model):
-        self.model = model
 
 
 def _tiny(seed=0):
@@ -91,7 +87,7 @@ def test_manifold_probe_matches_numpy_pca_per_attention_matrix():
     rng = np.random.default_rng(0)
     for step in range(1, 7):
         _drift(model, step, rng)
-        out = probe.run(_Mon(model), step)
+        out = probe.run(ProbeContext(step, model=model))
         for n, p in model.named_parameters():
             if n in snaps:
                 snaps[n].append((p.detach().double() - w0[n].double()).reshape(-1))
@@ -122,8 +118,8 @@ def test_manifold_null_detects_a_random_walk_and_a_straight_line():
         with torch.no_grad():
             lin.weight.add_(0.01 * direction)
             model_walk.weight.add_(0.01 * torch.randn(40, 50, generator=g))
-        a = straight.run(_Mon(lin), step)
-        b = walk.run(_Mon(model_walk), step)
+        a = straight.run(ProbeContext(step, model=lin))
+        b = walk.run(ProbeContext(step, model=model_walk))
     assert a["pc1_pct_mean"] == pytest.approx(100.0, abs=1e-6)
     assert a["pc1_excess"] > 20
     # a genuine random walk sits inside its own null: |excess| within a few null standard deviations
@@ -137,16 +133,16 @@ def test_manifold_resume_is_bit_identical_and_validates():
     a = ExecutionManifoldProbe(model, every=1, max_snapshots=4)
     for step in range(1, 5):
         _drift(model, step, rng)
-        a.run(_Mon(model), step)
+        a.run(ProbeContext(step, model=model))
     state = a.state_dict()
     b = ExecutionManifoldProbe(every=1, max_snapshots=4)
     b.load_state_dict(state)
     _drift(model, 5, rng)
-    ra, rb = a.run(_Mon(model), 5), b.run(_Mon(model), 5)
+    ra, rb = a.run(ProbeContext(5, model=model)), b.run(ProbeContext(5, model=model))
     assert ra == rb
     assert a.n_snapshots == 5 and a.steps == [0, 2, 3, 4, 5]  # W_0 and the 4 newest
     with pytest.raises(ConfigError):
-        ExecutionManifoldProbe(every=1, selection=Selection(include=("*.bias",))).run(_Mon(model), 1)
+        ExecutionManifoldProbe(every=1, selection=Selection(include=("*.bias",))).run(ProbeContext(1, model=model))
     other = ExecutionManifoldProbe(torch.nn.Linear(3, 3), selection=Selection())
     with pytest.raises(StateError):
         other.load_state_dict(state)
@@ -181,7 +177,7 @@ def test_backbone_probe_against_reference_and_alignment_with_hooks():
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
         if probe.should_run(step):
-            out = probe.run(_Mon(model), step)
+            out = probe.run(ProbeContext(step, model=model))
             states.append(flat())
             if len(states) >= 2:
                 D = torch.stack([s - theta0 for s in states[-3:]]).numpy()
@@ -206,14 +202,14 @@ def test_backbone_sketched_mode_approximates_exact_and_resumes():
     sk = BackboneProbe(model, every=1, window=4, sketch=SketchSpec("gaussian", dim=400, seed=1))
     for step in range(1, 6):
         _drift(model, step, rng)
-        a, b = exact.run(_Mon(model), step), sk.run(_Mon(model), step)
+        a, b = exact.run(ProbeContext(step, model=model)), sk.run(ProbeContext(step, model=model))
     assert b["fraction"] == pytest.approx(a["fraction"], abs=0.05)
     assert b["pc1_pct"] == pytest.approx(a["pc1_pct"], abs=5)
     assert sk.nbytes() == (1 + 4 + 1) * 400 * 8  # reference, window states, previous v_b: d floats each
     resumed = BackboneProbe(every=1, window=4, sketch=SketchSpec("gaussian", dim=400, seed=1))
     resumed.load_state_dict(sk.state_dict())
     _drift(model, 6, rng)
-    np.testing.assert_equal(resumed.run(_Mon(model), 6), sk.run(_Mon(model), 6))  # NaN == NaN here
+    np.testing.assert_equal(resumed.run(ProbeContext(6, model=model)), sk.run(ProbeContext(6, model=model)))  # NaN == NaN here
     with pytest.raises(StateError):
         BackboneProbe(every=1).load_state_dict(sk.state_dict())
     with pytest.raises(ConfigError):

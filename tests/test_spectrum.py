@@ -101,6 +101,57 @@ def test_noise_floor_and_ratio_floor_definitions():
     assert sp.ratio_floor(8) == pytest.approx(1 + 2 * 8 ** (-2 / 3))
 
 
+def _noise_then_signal(W: int, seed: int) -> np.ndarray:
+    """Lower half (indices ≥ W//2) noise around 1, upper half signal well above it; descending."""
+    g = np.random.default_rng(seed)
+    lower = np.sort(0.6 + 0.4 * g.random(W - W // 2))[::-1]
+    upper = np.sort(3.0 + 5.0 * g.random(W // 2))[::-1]
+    return np.concatenate([upper, lower])
+
+
+@pytest.mark.parametrize("W", [5, 6, 7, 8, 9, 10, 20])
+def test_noise_floor_is_the_rms_of_exactly_the_lower_half(W):
+    # behaviour, not the formula: the floor ignores every upper-half mode (j ≤ ⌊W/2⌋), moves
+    # with every lower-half mode (j > ⌊W/2⌋, the first of them included), and a flat lower
+    # half at level c gives exactly c
+    for seed in range(5):
+        s = _noise_then_signal(W, seed)
+        h = W // 2
+        base = sp.noise_floor(s)
+        louder = s.copy()
+        louder[:h] *= 7.0  # any other signal: same floor
+        assert sp.noise_floor(louder) == base
+        for j in range(h, W):  # nudge each noise mode within its neighbours: the floor moves
+            t = s.copy()
+            t[j] = 0.5 * (t[j] + (t[j - 1] if j > h else 2.0))
+            assert sp.noise_floor(t) > base, f"mode {j + 1} of W = {W} is not in the noise floor"
+        flat = np.concatenate([s[:h], np.full(W - h, 0.8)])
+        assert sp.noise_floor(flat) == pytest.approx(0.8, rel=1e-12)
+    assert sp.ratio_floor(8) == pytest.approx(1.5)  # ρ_W = 1 + 2·W^(−2/3): 1 + 2/4 at W = 8
+
+
+@pytest.mark.parametrize("s, edge", [
+    # a weak last signal mode just above ρ_W·σ_noise: found (a floor that took in one more
+    # mode from above would rise over it and put the edge one mode early)
+    ([2.6, 2.2, 1.85, 1.4, 1.0, 1.0, 1.0, 0.1], 4),
+    ([2.7, 2.2, 1.9, 1.65, 1.35, 1.0, 1.0, 1.0, 1.0, 0.1], 5),
+    # the top noise mode stands out of the rest of the noise: it is part of the floor, so its
+    # large ratio to the next is never the edge (a floor that left it out would pick it)
+    ([4.5, 3.0, 1.85, 1.85, 1.8, 1.0, 1.0, 1.0], 2),
+    ([3.4, 2.4, 1.6, 1.6, 1.6, 1.55, 1.0, 1.0, 1.0, 1.0], 2),
+])
+def test_floor_rule_uses_exactly_the_lower_half_as_noise(s, edge):
+    s = np.array(s)
+    st = sp.window_stats(sp.gram(planted_window(s, dim=200, seed=2)))
+    assert st.k_star_floor == edge and st.k_star == edge
+    assert st.k_star_argmax != edge  # plain argmax is fooled by the tail or the outlier
+    # the edge is the last mode above the threshold, or the outlier just below it
+    thr = sp.ratio_floor(len(s)) * sp.noise_floor(s)
+    assert s[edge - 1] > thr
+    if s[-1] >= 0.5:  # the outlier cases: the outlier sits under the threshold
+        assert 0.9 * thr < s[len(s) // 2] < thr
+
+
 def test_degenerate_windows():
     # all-zero window: undefined edge, no crash
     st = sp.window_stats(np.zeros((5, 5)))

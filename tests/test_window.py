@@ -11,7 +11,7 @@ import torch
 
 from spectral_edge.errors import ConfigError, StateError
 from spectral_edge.functional import spectrum as sp
-from spectral_edge.probes.window import SketchWindow
+from spectral_edge.stream.window import SketchWindow
 
 
 def _states(T=40, d=30, seed=0):
@@ -73,10 +73,38 @@ def test_load_state_dict_rejects_mismatched_window():
         SketchWindow(11, 5).load_state_dict(a.state_dict())
 
 
-def test_state_size_is_independent_of_parameter_count():
-    # the window only ever sees d numbers per sample, whatever the model size
-    assert SketchWindow(100, 10).nbytes() == SketchWindow(100, 10).nbytes()
-    assert SketchWindow(100, 10).nbytes() < 20_000
+@pytest.mark.parametrize("d, W", [(100, 10), (7, 2), (200, 20)])
+def test_state_size_is_exactly_the_fixed_shapes_and_never_grows(d, W):
+    # the window only ever keeps d numbers per slot, whatever the model size: last state (d,),
+    # the ring of W + 1 updates (W+1, d) and their inner products (W+1)², float64; and the
+    # steps of the last W + 2 samples, int64
+    expected = 8 * d + 8 * (W + 1) * d + 8 * (W + 1) ** 2 + 8 * (W + 2)
+    win = SketchWindow(d, W)
+    assert win.nbytes() == expected
+    assert sum(t.numel() * t.element_size() for t in win.state_dict().values() if torch.is_tensor(t)) == expected
+    g = torch.Generator().manual_seed(0)
+    for i in range(3 * (W + 2)):  # the ring wraps several times
+        win.push(torch.randn(d, generator=g, dtype=torch.float64), i)
+        assert win.nbytes() == expected
+    assert SketchWindow(100, 10).nbytes() == 10_664
+
+
+def test_union_gram_is_the_two_consecutive_windows():
+    states, deltas = _states(T=20, seed=4)
+    win = SketchWindow(states.shape[1], 6)
+    for i, y in enumerate(states):
+        win.push(torch.from_numpy(y), i)
+    for W in (2, 4, 6):
+        U = win.union_gram(W)
+        np.testing.assert_allclose(U, sp.gram(deltas[-(W + 1):]), rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(U[1:, 1:], win.gram(W))
+    with pytest.raises(ConfigError, match="window size"):
+        win.union_gram(7)
+    fresh = SketchWindow(4, 3)
+    for i in range(4):
+        fresh.push(torch.full((4,), float(i * i)), i)  # 3 updates: W = 3 needs 4
+    with pytest.raises(ConfigError, match="need 4"):
+        fresh.union_gram(3)
 
 
 def test_bad_pushes():

@@ -1,170 +1,21 @@
-"""The analysis engine: samples of parameters → sketches → windows → per-window rows.
+"""The offline analysis engine: a folder of checkpoints → per-window rows.
 
-:class:`TrajectoryAnalyzer` is the streaming core shared by the live monitor and the offline
-``analyze`` command: push the parameters of each sample (as (name, tensor) pairs, one at a
-time) and get back the rows of every window that the sample completes. Its state is
-fixed-shape and resumable.
-
-:func:`analyze_checkpoints` runs it over a folder of checkpoints, reading tensor by tensor.
+:func:`analyze_checkpoints` runs a :class:`~spectral_edge.stream.analyzer.TrajectoryAnalyzer`
+(the streaming core shared with the live monitor) over a folder of checkpoints, reading
+tensor by tensor, and returns an :class:`AnalysisResult`. ``AnalysisConfig`` and
+``TrajectoryAnalyzer`` live in :mod:`spectral_edge.stream.analyzer` and are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .errors import CheckpointError, ConfigError, NonFiniteError, ShapeMismatchError, StateError
-from .functional.sketch import SketchSpec
-from .functional.spectrum import DEFAULT_KSTAR_RULE, KSTAR_RULES
-from .probes.sampler import GroupSketcher
-from .probes.window import SketchWindow
-from .selection import Selection, normalize_name
-
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """What to analyse and how.
-
-    ``windows``: window sizes W (all are computed from one pairwise matrix).
-    ``sketch``: the projection (default: fold, d = 100, seed 0).
-    ``selection``: which tensors and groups.
-    ``kstar_rule``: ``floor`` (default), ``argmax`` or ``weighted``.
-    """
-
-    windows: tuple[int, ...] = (10,)
-    sketch: SketchSpec = field(default_factory=SketchSpec)
-    selection: Selection = field(default_factory=Selection)
-    kstar_rule: str = DEFAULT_KSTAR_RULE
-
-    def __post_init__(self) -> None:
-        ws = tuple(sorted({int(w) for w in self.windows}))
-        if not ws:
-            raise ConfigError("give at least one window size")
-        if ws[0] < 2:
-            raise ConfigError(f"window sizes must be ≥ 2, got {ws[0]}")
-        object.__setattr__(self, "windows", ws)
-        if self.kstar_rule not in KSTAR_RULES:
-            raise ConfigError(f"unknown k* rule {self.kstar_rule!r}; choose one of {', '.join(KSTAR_RULES)}")
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-serialisable summary (stored with results)."""
-        sel = self.selection
-        return {
-            "windows": list(self.windows),
-            "sketch": self.sketch.to_dict(),
-            "selection": {"include": list(sel.include), "exclude": list(sel.exclude), "preset": sel.preset,
-                          "group_by": sel.group_by, "include_buffers": sel.include_buffers},
-            "kstar_rule": self.kstar_rule,
-        }
-
-
-class TrajectoryAnalyzer:
-    """Streaming sketch-and-window analysis of a sequence of parameter samples.
-
-    Parameters
-    ----------
-    config: :class:`AnalysisConfig`.
-    tensors: the available tensors as ``name → (shape, dtype)`` (or TensorInfo-like objects
-        with ``.shape``/``.dtype``), in a fixed order. The selection is applied to these;
-        every later sample must provide exactly the selected ones with the same shapes.
-    difference: True for parameter states (analyse their updates), False for vectors that
-        are analysed as they are (gradients).
-    """
-
-    def __init__(self, config: AnalysisConfig, tensors: Mapping[str, Any], difference: bool = True):
-        self.config = config
-        self.difference = difference
-        infos: dict[str, tuple[tuple[int, ...], torch.dtype | None]] = {}
-        for name, info in tensors.items():
-            shape, dtype = (info.shape, info.dtype) if hasattr(info, "shape") else info
-            infos[normalize_name(name)] = (tuple(int(s) for s in shape), dtype)
-        self.plan = config.selection.plan((n, dt) for n, (_, dt) in infos.items())
-        self.shapes = {n: infos[n][0] for n in self.plan.names}
-        numels = {n: _numel(s) for n, s in self.shapes.items()}
-        self.sketcher = GroupSketcher(self.plan, config.sketch, numels)
-        self.max_window = max(config.windows)
-        self.sketcher.check_memory(self.max_window + 1)
-        self.windows = {g: SketchWindow(d, self.max_window, difference) for g, d in self.sketcher.dims.items()}
-
-    @property
-    def groups(self) -> list[str]:
-        return self.sketcher.groups
-
-    @property
-    def n_parameters(self) -> int:
-        return sum(_numel(s) for s in self.shapes.values())
-
-    def sketch(self, tensors: Iterable[tuple[str, torch.Tensor]], device: torch.device | str | None = None,
-               allow_missing: bool = False) -> dict[str, torch.Tensor]:
-        """Sketch one sample: every selected tensor exactly once (others are ignored).
-
-        ``allow_missing`` treats absent tensors as zero (gradients of unused parameters)."""
-        accs = self.sketcher.begin(device)
-        seen: set[str] = set()
-        for raw, t in tensors:
-            name = normalize_name(raw)
-            if name not in self.shapes:
-                continue
-            if name in seen:
-                raise ConfigError(f"tensor {name!r} was given twice in one sample")
-            if tuple(t.shape) != self.shapes[name]:
-                raise ShapeMismatchError(None, f"tensor {name!r} has shape {tuple(t.shape)}, expected {self.shapes[name]}")
-            self.sketcher.add(accs, name, t)
-            seen.add(name)
-        if len(seen) != len(self.shapes) and not allow_missing:
-            missing = [n for n in self.plan.names if n not in seen]
-            raise ShapeMismatchError(None, f"{len(missing)} selected tensor(s) missing, e.g. {missing[:3]}")
-        return self.sketcher.finish(accs)
-
-    def push_sketches(self, step: int, sketches: Mapping[str, torch.Tensor]) -> list[Row]:
-        """Add already-computed group sketches (e.g. all-reduced across ranks)."""
-        for g, w in self.windows.items():
-            w.push(sketches[g], step)
-        return self.rows()
-
-    def push(self, step: int, tensors: Iterable[tuple[str, torch.Tensor]]) -> list[Row]:
-        """Sketch and add one sample; returns the rows of the windows it completes."""
-        return self.push_sketches(step, self.sketch(tensors))
-
-    def rows(self) -> list[Row]:
-        """Rows (one per group and W) for the windows ending at the newest sample."""
-        out: list[Row] = []
-        for g, w in self.windows.items():
-            for W in self.config.windows:
-                if not w.ready(W):
-                    continue
-                st = w.compute(W, self.config.kstar_rule)
-                row: Row = {"step": w.step(0), "step_first": w.step(W if w.difference else W - 1), "group": g}
-                row.update(st.as_row())
-                out.append(row)
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"config": self.config.describe(), "names": list(self.plan.names),
-                "windows": {g: w.state_dict() for g, w in self.windows.items()}}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if list(state.get("names", [])) != list(self.plan.names):
-            raise StateError("the saved analyzer state was made for a different parameter set")
-        if state.get("config") != self.config.describe():
-            raise StateError("the saved analyzer state was made with a different configuration")
-        for g, w in self.windows.items():
-            if g not in state["windows"]:
-                raise StateError(f"the saved analyzer state has no window for group {g!r}")
-            w.load_state_dict(state["windows"][g])
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
+from .errors import CheckpointError, NonFiniteError, ShapeMismatchError
+from .selection import normalize_name
+from .stream.analyzer import AnalysisConfig, Row, TrajectoryAnalyzer, default_sketch
 
 
 @dataclass
@@ -185,10 +36,15 @@ class AnalysisResult:
 
         return pd.DataFrame(self.rows)
 
-    def metadata(self) -> dict[str, Any]:
-        return {"config": self.config.describe(), "checkpoints": self.checkpoints,
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description of the analysis (everything but the rows)."""
+        return {"config": self.config.to_dict(), "checkpoints": self.checkpoints,
                 "n_parameters": self.n_parameters, "groups": self.groups,
                 "skipped": self.skipped, "aliases": self.aliases}
+
+    def metadata(self) -> dict[str, Any]:
+        """Deprecated name of :meth:`to_dict`."""
+        return self.to_dict()
 
 
 def analyze_checkpoints(
@@ -283,4 +139,8 @@ def _check_same(path: Path, analyzer: TrajectoryAnalyzer, info: Mapping[str, Any
             raise ShapeMismatchError(path, f"tensor {name!r} has shape {got}, but {shape} in the first checkpoint")
 
 
-__all__ = ["AnalysisConfig", "AnalysisResult", "TrajectoryAnalyzer", "analyze_checkpoints"]
+#: the short name exported by ``spectral_edge`` (``from spectral_edge import analyze``)
+analyze = analyze_checkpoints
+
+__all__ = ["AnalysisConfig", "AnalysisResult", "Row", "TrajectoryAnalyzer", "analyze", "analyze_checkpoints",
+           "default_sketch"]

@@ -27,17 +27,20 @@ import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
 from . import __version__
-from .engine import AnalysisConfig, Row, TrajectoryAnalyzer
 from .errors import ConfigError, NonFiniteError, StateError
 from .functional.sketch import SketchSpec
 from .io.history import HistoryWriter
-from .probes.base import Probe
+from .probes.base import Probe, ProbeContext
 from .selection import Selection, normalize_name
+from .stream.analyzer import AnalysisConfig, Row, TrajectoryAnalyzer, default_sketch
+from .stream.sampler import Item
+from .stream.sharding import allreduce_sketches, dtensor_pieces, is_dtensor
 
 #: ``sketch="auto"`` keeps the exact window while it costs at most this many bytes.
 AUTO_EXACT_BYTES = 64 << 20
@@ -45,13 +48,14 @@ STATE_VERSION = 1
 
 
 def resolve_sketch(sketch: SketchSpec | str, n_params: int, max_window: int, streams: int = 1) -> SketchSpec:
-    """``auto`` → exact when the exact window state fits AUTO_EXACT_BYTES, else fold d = 10·W."""
+    """``auto`` → exact when the exact window state fits AUTO_EXACT_BYTES, else fold with the
+    default d = 10·W; a family name → that family with the default d (:func:`default_sketch`)."""
     if isinstance(sketch, SketchSpec):
         return sketch
     if sketch == "auto":
         exact_bytes = streams * (max_window + 2) * n_params * 8
-        return SketchSpec("exact") if exact_bytes <= AUTO_EXACT_BYTES else SketchSpec("fold", dim=10 * max_window)
-    return SketchSpec(sketch, dim=10 * max_window)
+        return SketchSpec("exact") if exact_bytes <= AUTO_EXACT_BYTES else default_sketch((max_window,))
+    return default_sketch((max_window,), sketch)
 
 
 class _Handle:
@@ -175,7 +179,7 @@ class Monitor:
                 raise ConfigError(f"distributed={distributed!r} needs an initialised torch.distributed process group")
             return None
         if distributed == "auto":
-            return "sharded" if any(_is_dtensor(p) for p in self._params.values()) else "replicated"
+            return "sharded" if any(is_dtensor(p) for p in self._params.values()) else "replicated"
         return distributed
 
     @staticmethod
@@ -187,13 +191,19 @@ class Monitor:
         return self.updates.n_parameters
 
     @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer given to :meth:`attach` (None before)."""
+        return self._optimizer
+
+    @property
     def is_recorder(self) -> bool:
         """True on the process that writes history and logs (rank 0)."""
         return self.rank == 0
 
     # ------------------------------------------------------------------ sampling
-    def _pieces(self, use_grad: bool) -> Iterator[tuple[str, torch.Tensor, int]]:
-        """(name, local tensor, global flat offset) for every selected parameter (or gradient).
+    def _pieces(self, use_grad: bool) -> Iterator[Item]:
+        """Every selected parameter (or gradient) as ``(name, tensor)``, or for a DTensor as
+        pieces ``(name, local values, global flat offset)``.
 
         In sharded mode a plain (non-DTensor) tensor is taken to be replicated and only rank 0
         contributes it, so the all-reduce counts it once."""
@@ -205,29 +215,23 @@ class Monitor:
             if t is None:
                 continue
             t = t.detach()
-            if _is_dtensor(t):
-                yield from _dtensor_pieces(name, t)
+            if is_dtensor(t):
+                yield from dtensor_pieces(name, t)
             elif self.mode != "sharded" or self.rank == 0:
-                yield name, t, 0
+                yield name, t
 
     def _sketch(self, analyzer: TrajectoryAnalyzer, use_grad: bool) -> dict[str, torch.Tensor] | None:
         """Sketch the current parameters (or gradients); None if a tensor is non-finite."""
-        from .integrations.distributed import add_piece
-
         sk = analyzer.sketcher
         first = next(iter(self._params.values()))
-        device = first.to_local().device if _is_dtensor(first) else first.device
-        accs = sk.begin(device)
+        device = first.to_local().device if is_dtensor(first) else first.device
         try:
-            with torch.no_grad():
-                for name, t, off in self._pieces(use_grad):
-                    add_piece(sk, accs, name, t, off)  # also takes a first shard (offset 0, partial)
+            out = sk.sketch_pieces(self._pieces(use_grad), device)
         except NonFiniteError as e:
-            if self.mode == "sharded":  # every rank must still join the all-reduce
-                accs = {g: torch.full_like(a, float("nan")) for g, a in accs.items()}
-            else:
+            if self.mode != "sharded":
                 return self._nonfinite(e, use_grad)
-        out = sk.finish(accs)
+            # every rank must still join the all-reduce: send NaN, which every rank then sees
+            out = {g: torch.full((sk.dims[g],), float("nan"), dtype=torch.float64) for g in sk.groups}
         if self.mode == "sharded":
             out = self._allreduce(out)
             if any(not bool(torch.isfinite(v).all()) for v in out.values()):
@@ -236,8 +240,6 @@ class Monitor:
 
     def _allreduce(self, sketches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum the per-rank sketches: one all-reduce of (groups × d) float64 numbers."""
-        from .integrations.distributed import allreduce_sketches
-
         out = allreduce_sketches(sketches, self.pg)
         self.bytes_communicated += sum(v.numel() * v.element_size() for v in out.values())
         return out
@@ -290,12 +292,19 @@ class Monitor:
             rows += self._sample(self.global_step)
         for probe in self.probes:
             if probe.should_run(self.global_step):
-                res = probe.run(self, self.global_step)
+                res = probe.run(self.probe_context())
                 if res and self.is_recorder:
                     row = {"kind": "probe", "probe": probe.name, "step": self.global_step, **dict(res)}
                     self._record([row])
                     rows.append(row)
         return rows
+
+    def probe_context(self) -> ProbeContext:
+        """What the probes see now: the model, the optimizer, the step and a read-only view of
+        the update stream's windows (see :class:`~spectral_edge.probes.base.ProbeContext`)."""
+        return ProbeContext(step=self.global_step, model=self.model, optimizer=self._optimizer,
+                            windows=MappingProxyType(self.updates.windows), sketch=self.config.sketch,
+                            names=tuple(self.updates.plan.names))
 
     def pre_step(self, step: int | None = None) -> list[Row]:
         """Call just before optimizer step ``step`` (default: the next one) is applied: samples
@@ -331,7 +340,7 @@ class Monitor:
 
     def _open_history(self, mode: str) -> None:
         if self._history is None and self._history_path is not None and self.is_recorder:
-            meta = {"library": "spectral-edge", "version": __version__, "config": self.config.describe(),
+            meta = {"library": "spectral-edge", "version": __version__, "config": self.config.to_dict(),
                     "every": self.every, "gradients": self.gradients, "n_parameters": self.n_parameters,
                     "groups": self.updates.groups, "distributed": self.mode}
             self._history = HistoryWriter(self._history_path, meta, mode=mode)
@@ -460,18 +469,3 @@ def logger_metrics(rows: Iterable[Row], primary_window: int) -> dict[int, dict[s
 def _name(obj: Any, index: int) -> str:
     return str(getattr(obj, "name", f"{type(obj).__name__}{index}"))
 
-
-def _is_dtensor(t: Any) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except Exception:  # pragma: no cover
-        return False
-    return isinstance(t, DTensor)
-
-
-def _dtensor_pieces(name: str, t: Any) -> Iterator[tuple[str, torch.Tensor, int]]:
-    """Local shard of a DTensor as contiguous runs of the global flat index
-    (see :func:`spectral_edge.integrations.distributed.dtensor_pieces`)."""
-    from .integrations.distributed import dtensor_pieces
-
-    return dtensor_pieces(name, t)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from spectral_edge.engine import AnalysisConfig, TrajectoryAnalyzer
+from spectral_edge.stream.analyzer import AnalysisConfig, TrajectoryAnalyzer
 from spectral_edge.functional.sketch import SketchSpec
 from spectral_edge.integrations import distributed as sd
 from spectral_edge.monitor import Monitor

@@ -93,20 +93,9 @@ def window_operator_changes(pairwise: Any, window: int) -> np.ndarray:
 
 
 def sketch_window_change(win: Any, W: int) -> float:
-    """Exact ‖ΔG‖_F of the newest two windows of W updates held by a :class:`~spectral_edge.probes.window.SketchWindow`
+    """Exact ‖ΔG‖_F of the newest two windows of W updates held by a :class:`~spectral_edge.stream.window.SketchWindow`
     (the per-group windows of a ``TrajectoryAnalyzer`` are such objects); needs W + 1 updates."""
-    return consecutive_operator_change(_union_gram(win, W))
-
-
-def _union_gram(win: Any, W: int) -> np.ndarray:
-    """The (W+1, W+1) Gram of the newest W + 1 updates of a SketchWindow, oldest first."""
-    W = int(W)
-    if W < 2 or W > win.max_window:
-        raise ConfigError(f"window size must be in [2, {win.max_window}], got {W}")
-    if win.n_updates < W + 1:
-        raise ConfigError(f"only {win.n_updates} updates so far; ΔG for W = {W} needs {W + 1}")
-    idx = win._order(W + 1)
-    return win.inner[idx][:, idx].numpy()
+    return consecutive_operator_change(win.union_gram(W))
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,8 +130,8 @@ def gram_thesis(G_union: Any, lr: float, rule: str = sp.DEFAULT_KSTAR_RULE, low:
 def window_thesis(win: Any, W: int, lr: float, rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1,
                   high: float = 10.0) -> WindowThesis:
     """:func:`gram_thesis` of the newest window of W updates held by a
-    :class:`~spectral_edge.probes.window.SketchWindow` (e.g. ``analyzer.windows[group]``)."""
-    return gram_thesis(_union_gram(win, W), lr, rule, low, high)
+    :class:`~spectral_edge.stream.window.SketchWindow` (e.g. ``analyzer.windows[group]``)."""
+    return gram_thesis(win.union_gram(W), lr, rule, low, high)
 
 
 def eigenvalue_change(lam_prev: Any, lam_cur: Any) -> float:
@@ -440,7 +429,7 @@ class ThesisReport:
     lr_source: str
     notes: tuple[str, ...] = ()
 
-    def summary(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         b = self.bbp
         return {
             "window": self.window, "group": self.group, "rows": len(self.rows),
@@ -457,13 +446,16 @@ class ThesisReport:
             "maximal_fraction": self.maximal_fraction, "notes": list(self.notes),
         }
 
+    summary = to_dict  # deprecated name (0.1.0); use to_dict()
+
 
 def run_thesis(data: Any, window: int | None = None, group: str | None = None, *, lr: float | None = None,
                n_parameters: int | None = None, low: float = 0.1, high: float = 10.0,
                include_zero: bool = True) -> ThesisReport:
     """Thesis quantities per window of one (W, group) of a run (a :class:`~.series.RunData` or a path),
     with ‖ΔG‖_F from eigenvalue changes (the only option from stored σ's; see module docs)."""
-    from .series import RunData, load_run, values_at
+    from ..io.run import RunData, load_run
+    from .series import values_at
 
     if not isinstance(data, RunData):
         data = load_run(data)

@@ -39,14 +39,13 @@ def analyze(
     """Analyse a folder of checkpoints: one row per window with σ, k*, gap ratio and more."""
     from ..engine import AnalysisConfig, analyze_checkpoints
     from ..errors import CheckpointError
-    from ..functional.sketch import DEFAULT_FOLD_BUCKETS, SketchSpec
     from ..io.tables import table_format, write_table
     from ..selection import Selection
+    from ..stream.analyzer import default_sketch
 
     table_format(out)  # fail on a bad extension before any work
     windows = parse_windows(window)
-    spec = SketchSpec(family=sketch, dim=sketch_dim or 10 * max(windows), seed=seed,
-                      buckets=buckets or DEFAULT_FOLD_BUCKETS)
+    spec = default_sketch(windows, sketch, dim=sketch_dim, seed=seed, buckets=buckets)
     config = AnalysisConfig(windows=windows, sketch=spec,
                             selection=Selection(tuple(include), tuple(exclude), preset, group_by, include_buffers),
                             kstar_rule=kstar_rule)
@@ -60,10 +59,10 @@ def analyze(
         done = getattr(e, "partial", None)
         if done is not None and done.rows:
             partial = out.with_name(out.stem + ".partial" + out.suffix)
-            write_table(done.rows, partial, done.metadata())
+            write_table(done.rows, partial, done.to_dict())
             raise CheckpointError(e.path, f"{e.problem} (the {len(done.rows)} rows computed before it are in {partial})") from None
         raise
-    write_table(result.rows, out, result.metadata())
+    write_table(result.rows, out, result.to_dict())
     summary = _summary(result, out)
     if as_json:
         echo_json(summary)

@@ -178,7 +178,7 @@ class WindowStats:
     top_coeffs: np.ndarray = field(repr=False)  # (W,), v_1 = Σ c_i δ_i
     turning: float = float("nan")
 
-    def as_row(self) -> dict[str, float | int | str]:
+    def to_dict(self) -> dict[str, float | int | str]:
         """Flat record: scalars plus ``sigma_1…sigma_W`` and ``ratio_1…ratio_{W−1}``."""
         row: dict[str, float | int | str] = {
             "window": self.window,
@@ -201,6 +201,10 @@ class WindowStats:
         for j, r in enumerate(self.ratios, 1):
             row[f"ratio_{j}"] = float(r)
         return row
+
+    def as_row(self) -> dict[str, float | int | str]:
+        """Deprecated name of :meth:`to_dict`."""
+        return self.to_dict()
 
 
 def window_stats(G: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:

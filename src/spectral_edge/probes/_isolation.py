@@ -90,8 +90,9 @@ class _LossModule(torch.nn.Module):
         return self.loss_fn(self.model, batch)
 
 
-def resolve_model(own: torch.nn.Module | None, monitor: Any) -> torch.nn.Module:
-    model = own if own is not None else getattr(monitor, "model", None)
+def resolve_model(own: torch.nn.Module | None, given: torch.nn.Module | None) -> torch.nn.Module:
+    """The probe's own model if it has one, else the one it was given (``ctx.model``)."""
+    model = own if own is not None else given
     if not isinstance(model, torch.nn.Module):
         raise ConfigError("this probe needs the model: pass model= to the probe, or build the Monitor from an nn.Module")
     return model

@@ -43,7 +43,7 @@ from ..functional.pca import explained_fractions, gram_eig, row_normalized_gram
 from ..functional.sketch import SketchSpec
 from ..selection import Selection
 from ._isolation import resolve_model, selected
-from .base import Probe
+from .base import Probe, ProbeContext
 
 __all__ = ["BackboneProbe", "backbone_direction"]
 
@@ -220,12 +220,11 @@ class BackboneProbe(Probe):
         return out
 
     # ------------------------------------------------------------------ Probe protocol
-    def run(self, monitor: Any, step: int) -> dict[str, float]:
-        model = resolve_model(self.model, monitor)
-        if not self._handles:
-            opt = getattr(monitor, "optimizer", None) or getattr(monitor, "_optimizer", None)
-            if opt is not None:
-                self.attach(opt, model, step=step)  # update_align from the next due step on
+    def run(self, ctx: ProbeContext) -> dict[str, float]:
+        model = resolve_model(self.model, ctx.model)
+        step = ctx.step
+        if not self._handles and ctx.optimizer is not None:
+            self.attach(ctx.optimizer, model, step=step)  # update_align from the next due step on
         self.push(model, step)
         return self.analyse(model, step)
 

@@ -5,16 +5,50 @@ a flat mapping of numbers, and optional resumable state. The monitor writes each
 ``probe`` row of the history and forwards it to the loggers as ``probe/<name>/<key>``.
 Probes must not change the model, its gradients, the optimizer or any global RNG; each
 states its cost in its docstring.
+
+A probe sees a :class:`ProbeContext` (the model, the optimizer, the step and a read-only view
+of the update stream's windows), not the monitor: probes do not depend on the monitor, and
+a probe can be run by hand with ``probe.run(ProbeContext(step, model=model))``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..monitor import Monitor
+    import torch
+
+    from ..functional.sketch import SketchSpec
+    from ..stream.window import SketchWindow
+
+
+def _no_windows() -> Mapping[str, SketchWindow]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a probe sees at one call (the monitor builds one per call).
+
+    ``step``: the optimizer step just taken. ``model``: the monitored ``nn.Module`` (None
+    when the monitor was built from bare parameters). ``optimizer``: the optimizer the
+    monitor is attached to (None before :meth:`~spectral_edge.monitor.Monitor.attach`).
+    ``windows``: read-only mapping group → :class:`~spectral_edge.stream.window.SketchWindow`
+    of the update stream (do not push into them). ``sketch``: that stream's sketch and
+    ``names``: its selected parameter names in sketch order (what a window's vectors mean;
+    with the exact sketch, a window direction is a vector over these parameters).
+    """
+
+    step: int
+    model: torch.nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    windows: Mapping[str, SketchWindow] = field(default_factory=_no_windows)
+    sketch: SketchSpec | None = None
+    names: tuple[str, ...] = ()
 
 
 class Probe(ABC):
@@ -30,8 +64,8 @@ class Probe(ABC):
         return self.every > 0 and step % self.every == 0
 
     @abstractmethod
-    def run(self, monitor: "Monitor", step: int) -> Mapping[str, Any]:
-        """Measure at optimizer step ``step``; return flat scalar metrics."""
+    def run(self, ctx: ProbeContext) -> Mapping[str, Any]:
+        """Measure at optimizer step ``ctx.step``; return flat scalar metrics."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

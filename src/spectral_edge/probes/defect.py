@@ -38,7 +38,7 @@ from ..functional.defect import (
 )
 from ..functional.rng import stable_key
 from ._isolation import LossFn, ModelLoss, draw_batch, isolated, probe_generator, resolve_model
-from .base import Probe
+from .base import Probe, ProbeContext
 
 __all__ = ["CommutatorDefectProbe"]
 
@@ -174,8 +174,8 @@ class CommutatorDefectProbe(Probe):
         return out
 
     # ------------------------------------------------------------------ Probe protocol
-    def run(self, monitor: Any, step: int) -> dict[str, float]:
-        return self.measure(resolve_model(self.model, monitor), step)
+    def run(self, ctx: ProbeContext) -> dict[str, float]:
+        return self.measure(resolve_model(self.model, ctx.model), ctx.step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed}  # draws are a pure function of (seed, name, step): nothing else to keep

@@ -2,7 +2,7 @@
 
 Every ``every`` steps the probe computes g_t = ∇L_F(θ_t), the gradient of the loss on a
 FIXED batch F (drawn once from the probe's seed), and pushes it into a
-:class:`~spectral_edge.probes.window.SketchWindow` with ``difference=False``: the window
+:class:`~spectral_edge.stream.window.SketchWindow` with ``difference=False``: the window
 analysis of §1–2 (σ, k*, gap ratio, g23, PC1%) on gradients instead of updates.
 
 Loss sensitivity: for the top directions v_j = Σ_i c_i g_i of the window (unit vectors in
@@ -45,9 +45,9 @@ from ..functional.defect import closure_grads
 from ..functional.sketch import SketchSpec
 from ..functional.spectrum import DEFAULT_KSTAR_RULE, KSTAR_RULES
 from ..selection import Selection
+from ..stream.window import SketchWindow
 from ._isolation import LossFn, ModelLoss, draw_batch, flatten, isolated, probe_generator, resolve_model
-from .base import Probe
-from .window import SketchWindow
+from .base import Probe, ProbeContext
 
 __all__ = ["GradientSEDProbe", "random_abs_projection_mean"]
 
@@ -177,8 +177,9 @@ class GradientSEDProbe(Probe):
         return out
 
     # ------------------------------------------------------------------ measurement
-    def measure(self, model: torch.nn.Module, step: int, monitor: Any = None) -> dict[str, float]:
-        """Push the current fixed-batch gradient and report the window's metrics."""
+    def measure(self, model: torch.nn.Module, step: int, ctx: ProbeContext | None = None) -> dict[str, float]:
+        """Push the current fixed-batch gradient and report the window's metrics (``ctx``: the
+        monitor's context, for ``compare_updates``)."""
         ml = ModelLoss(model, self.loss_fn)
         idx = self._selected_index(ml)
         names = [ml.names[i] for i in idx]
@@ -196,7 +197,7 @@ class GradientSEDProbe(Probe):
                 out["n_grads"] = float(self.win.n_updates)
                 return out
             st = self.win.compute(self.W, self.kstar_rule)
-            out.update({k: float(v) for k, v in st.as_row().items()
+            out.update({k: float(v) for k, v in st.to_dict().items()
                         if k in ("k_star", "gap_ratio", "gap", "g23", "pc1_pct", "k95", "turning")})
             for j in range(min(3, self.W)):
                 out[f"sigma_{j + 1}"] = float(st.sigma[j])
@@ -206,11 +207,11 @@ class GradientSEDProbe(Probe):
                 hg = closure_grads(ml.closure(self._batch("fresh", int(step))), theta)
                 h_sel = [hg[i] for i in idx]
                 h_vec = self._vector(names, h_sel)
-            out.update(self._sensitivity(st, h_sel, h_vec, step, ml, theta, idx, monitor))
+            out.update(self._sensitivity(st, h_sel, h_vec, step, ml, theta, idx, ctx))
         return out
 
     def _sensitivity(self, st: Any, h_sel: list[torch.Tensor], h_vec: torch.Tensor, step: int, ml: ModelLoss,
-                     theta: list[torch.Tensor], idx: list[int], monitor: Any) -> dict[str, float]:
+                     theta: list[torch.Tensor], idx: list[int], ctx: ProbeContext | None) -> dict[str, float]:
         assert self.win is not None
         rank = int((st.sigma > 1e-12 * max(float(st.sigma[0]), 1e-300)).sum())
         k = max(1, min(self.n_top, rank))
@@ -243,8 +244,8 @@ class GradientSEDProbe(Probe):
             out["curv_1"] = float(q[0])
             out["curv_random"] = qr
             out["curv_ratio"] = float(q[0]) / qr if qr > 0 else float("nan")
-        if self.compare_updates and monitor is not None and self.spec.family == "exact":
-            vu = self._update_direction(monitor, [ml.names[i] for i in idx])
+        if self.compare_updates and ctx is not None and self.spec.family == "exact":
+            vu = self._update_direction(ctx, [ml.names[i] for i in idx])
             if vu is not None:
                 s_u = abs(float(vu @ h))
                 out["update_sens"] = s_u
@@ -258,20 +259,19 @@ class GradientSEDProbe(Probe):
             full[i] = p
         return full
 
-    def _update_direction(self, monitor: Any, names: list[str]) -> torch.Tensor | None:
+    def _update_direction(self, ctx: ProbeContext, names: list[str]) -> torch.Tensor | None:
         """Top direction of the monitor's exact update window, if it covers exactly ``names``."""
-        an = getattr(monitor, "updates", None)
-        if an is None or an.config.sketch.family != "exact" or list(an.plan.names) != names:
+        if ctx.sketch is None or ctx.sketch.family != "exact" or list(ctx.names) != names:
             return None
-        w = an.windows.get("all")
+        w = ctx.windows.get("all")
         W = min(self.W, w.max_window) if w is not None else 0
         if w is None or not w.ready(W):
             return None
         return w.top_direction(W, 1)
 
     # ------------------------------------------------------------------ Probe protocol
-    def run(self, monitor: Any, step: int) -> dict[str, float]:
-        return self.measure(resolve_model(self.model, monitor), step, monitor)
+    def run(self, ctx: ProbeContext) -> dict[str, float]:
+        return self.measure(resolve_model(self.model, ctx.model), ctx.step, ctx)
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "spec": self.spec.to_dict(),

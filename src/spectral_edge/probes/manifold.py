@@ -46,7 +46,7 @@ from ..functional.pca import (
 from ..functional.rng import stable_key
 from ..selection import Selection
 from ._isolation import resolve_model, selected
-from .base import Probe
+from .base import Probe, ProbeContext
 
 __all__ = ["ExecutionManifoldProbe", "ATTENTION"]
 
@@ -184,9 +184,9 @@ class ExecutionManifoldProbe(Probe):
         return self._basis
 
     # ------------------------------------------------------------------ Probe protocol
-    def run(self, monitor: Any, step: int) -> dict[str, float]:
-        self._snapshot(resolve_model(self.model, monitor), int(step))
-        return self.analyse(step)
+    def run(self, ctx: ProbeContext) -> dict[str, float]:
+        self._snapshot(resolve_model(self.model, ctx.model), int(ctx.step))
+        return self.analyse(ctx.step)
 
     def state_dict(self) -> dict[str, Any]:
         return {
