@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from spectral_edge.experiments.config import RunConfig
-from spectral_edge.experiments.studies import lm_config, get_scale
 from spectral_edge.experiments.suite import grokking_suite, sequence_suite
+from spectral_edge.reproduce.plans import get_scale, lm_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from spectral_edge.detectors.alarm import GrokAlarm
 from spectral_edge.detectors.synthetic import planted_run
-from spectral_edge.experiments.grokking import grokking_rows, score, write_grokking_doc
 from spectral_edge.experiments.config import RunConfig
 from spectral_edge.io.history import HistoryWriter
+from spectral_edge.reproduce import claims as cl
+from spectral_edge.reproduce.documents import write_grokking_doc
+from spectral_edge.reproduce.measures import grokking_rows, score
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,24 @@ def test_table_scores_planted_runs(tmp_path):
     text = doc.read_text()
     assert "| paper | 3/3 |" in text and "3/3 | ctl-s0, ctl-s1, ctl-s2 |" in text
     assert "2800–3300" in text  # the papers' grok steps for add are placed beside ours
+
+
+def test_g23_claim_row_counts_against_its_threshold_alone():
+    m = cl.G23_DECLINE_MIN
+
+    def row(run, role, decline):
+        return {"run": run, "task": "modular", "op": "add", "role": role, "weight_decay": 1.0, "steps_run": 6000,
+                "grok_step": 3000 if role == "grok" else None, "grok_step_098x3": None, "g23_decline": decline,
+                "warn[paper rule]": 2000, "lead[paper rule]": 1000 if role == "grok" else None,
+                "R_weighted_pre": 1.4}
+
+    rows = [row("g1", "grok", m + 0.5), row("g2", "grok", m - 0.5), row("c1", "control", m), row("c2", "control", 2.0)]
+    (line,) = cl.g23_row(rows)
+    assert f"(1/2 ≥ {m}×); controls" in line and f"(1/2 ≥ {m}×) |" in line
+    (line,) = cl.g23_row([row("g1", "grok", m + 0.5), row("g2", "grok", m + 0.1), row("c1", "control", m - 0.1)])
+    assert f"(2/2 ≥ {m}×)" in line and f"(0/1 ≥ {m}×)" in line
+    # the table is the claim rows in order, each computed alone
+    table = cl.grokking_claims_table(rows)
+    assert table[:2] == ["| claim (papers) | ours | setup |", "|---|---|---|"]
+    assert table[2:] == [line for f in cl.GROKKING_CLAIMS for line in f(rows)]
+    assert any(r.startswith("| g23 declines") for r in table)

@@ -8,20 +8,23 @@ import math
 
 import pytest
 
-from spectral_edge.experiments import studies as st
+from spectral_edge.errors import ConfigError
 from spectral_edge.experiments.config import RunConfig
+from spectral_edge.reproduce import claims as cl
+from spectral_edge.reproduce import documents, figures, plans, run
+from spectral_edge.reproduce import measures as ms
 
 
 # ---------------------------------------------------------------------- helpers
 def test_kstar_distribution_counts_mode_and_ties():
-    d = st.kstar_distribution([2, 2, 3, 3, 1, 0, None, float("nan"), 5])
+    d = ms.kstar_distribution([2, 2, 3, 3, 1, 0, None, float("nan"), 5])
     assert d["n"] == 6  # 0 (undefined), None and NaN are dropped
     assert d["counts"] == {"1": 1, "2": 2, "3": 2, "5": 1}
     assert d["modal"] == 2  # tie between 2 and 3 goes to the smaller k
     assert d["modal_share"] == pytest.approx(2 / 6)
     assert d["mean"] == pytest.approx((1 + 2 + 2 + 3 + 3 + 5) / 6)
-    assert st.kstar_distribution([0, None])["modal"] is None
-    thirds = st.kstar_over_training([1, 1, 1, 2, 2, 2, 3, 3, 3])
+    assert ms.kstar_distribution([0, None])["modal"] is None
+    thirds = ms.kstar_over_training([1, 1, 1, 2, 2, 2, 3, 3, 3])
     assert [t["modal"] for t in thirds] == [1, 2, 3]
 
 
@@ -35,11 +38,11 @@ def test_modes_above_floor_and_signal_kstar():
     spectra = [[1, 1, 1, 1, 1], [10, 5, 1, 1, 1], [10, 1, 1, 1, 1], [1.0, 0.9, 0.9, 0.9, 0.9]]
     rows = []
     for sig in spectra:
-        st_ = sp.window_stats(np.diag(np.square(sig)).astype(float))
-        rows.append(st_.as_row())
+        ws = sp.window_stats(np.diag(np.square(sig)).astype(float))
+        rows.append(ws.as_row())
     df = pd.DataFrame(rows)
-    assert st.modes_above_floor(df, W) == [0, 2, 1, 0]
-    d = st.signal_kstar(df, W)
+    assert ms.modes_above_floor(df, W) == [0, 2, 1, 0]
+    d = ms.signal_kstar(df, W)
     assert d["signal_share"] == pytest.approx(0.5)
     assert d["n"] == 2 and d["counts"] == {"1": 1, "2": 1}  # k* = 2 for (10, 5, 1…), 1 for (10, 1…)
     assert d["modes_above_floor"] == {"1": 1, "2": 1}
@@ -47,53 +50,53 @@ def test_modes_above_floor_and_signal_kstar():
 
 def test_trend_slope_and_rank_correlation():
     steps = [0, 1000, 2000, 3000, 4000]
-    t = st.trend(steps, [1.0, 3.0, float("nan"), 7.0, 9.0])
+    t = ms.trend(steps, [1.0, 3.0, float("nan"), 7.0, 9.0])
     assert t["n"] == 4
     assert t["slope_per_1k"] == pytest.approx(2.0)
     assert t["spearman"] == pytest.approx(1.0)
-    down = st.trend(steps, [5, 4, 3, 2, 1])
+    down = ms.trend(steps, [5, 4, 3, 2, 1])
     assert down["slope_per_1k"] == pytest.approx(-1.0) and down["spearman"] == pytest.approx(-1.0)
-    assert st.trend([0, 1], [1, 2])["slope_per_1k"] is None
+    assert ms.trend([0, 1], [1, 2])["slope_per_1k"] is None
 
 
 # ---------------------------------------------------------------------- plans
-@pytest.mark.parametrize("scale", st.SCALES)
+@pytest.mark.parametrize("scale", plans.SCALES)
 def test_plan_shares_runs_and_configs_are_valid(scale):
-    plan = st.study_plan(scale)
+    plan = plans.study_plan(scale)
     names = [r.name for r in plan.runs]
     assert len(names) == len(set(names))
-    base = st.lm_name("adamw", 42)
-    for study in st.STUDIES:
+    base = plans.lm_name("adamw", 42)
+    for study in plans.STUDIES:
         assert base in plan.uses[study]  # one LM baseline serves all four studies
-    assert st.mod_name("adamw") in plan.uses["jl"] and st.mod_name("adamw") in plan.uses["optimizers"]
+    assert plans.mod_name("adamw") in plan.uses["jl"] and plans.mod_name("adamw") in plan.uses["optimizers"]
     for r in plan.runs:
         cfg = r.config
         assert cfg.threads == 1 and cfg.early_stop is False
         assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     # the JL trajectories need checkpoints; the other runs do not write them
     assert plan.run(base).config.checkpoint_every == plan.scale.lm_every
-    assert plan.run(st.mod_name("adamw")).config.checkpoint_every == plan.scale.mod_ckpt_every
-    assert plan.run(st.lm_name("muon")).config.checkpoint_every == 0
+    assert plan.run(plans.mod_name("adamw")).config.checkpoint_every == plan.scale.mod_ckpt_every
+    assert plan.run(plans.lm_name("muon")).config.checkpoint_every == 0
     # the β2 sweep differs from the baseline in β2 only
-    b999 = plan.run(st.lm_name("adamw", 42, 0.999)).config
-    assert b999.betas == (0.9, 0.999) and plan.run(base).config.betas == (0.9, st.BASE_BETA2)
+    b999 = plan.run(plans.lm_name("adamw", 42, 0.999)).config
+    assert b999.betas == (0.9, 0.999) and plan.run(base).config.betas == (0.9, plans.BASE_BETA2)
     assert {**b999.to_dict(), "betas": None, "checkpoint_every": 0} == \
         {**plan.run(base).config.to_dict(), "betas": None, "checkpoint_every": 0}
-    assert plan.run(st.lm_name("sgd")).config.optimizer == "sgd"
+    assert plan.run(plans.lm_name("sgd")).config.optimizer == "sgd"
     assert [s for s in plan.scale.lm_seeds] == [int(n.rsplit("s", 1)[1]) for n in plan.uses["lm"]]
 
 
 def test_plan_subset_and_errors():
-    plan = st.study_plan("tiny", ["optimizers"])
+    plan = plans.study_plan("tiny", ["optimizers"])
     assert set(plan.uses) == {"optimizers"}
-    assert {r.name for r in plan.runs} == {st.lm_name(o) for o in ("adamw", "muon", "sgd")} | \
-        {st.mod_name(o) for o in ("adamw", "muon", "sgd")}
-    with pytest.raises(Exception, match="unknown studies"):
-        st.study_plan("tiny", ["nope"])
-    with pytest.raises(Exception, match="unknown study scale"):
-        st.study_plan("huge")
-    with pytest.raises(Exception, match="SGD"):
-        st.lm_config(st.get_scale("tiny"), optimizer="sgd", beta2=0.9)
+    assert {r.name for r in plan.runs} == {plans.lm_name(o) for o in ("adamw", "muon", "sgd")} | \
+        {plans.mod_name(o) for o in ("adamw", "muon", "sgd")}
+    with pytest.raises(ConfigError, match="unknown studies"):
+        plans.study_plan("tiny", ["nope"])
+    with pytest.raises(ConfigError, match="unknown study scale"):
+        plans.study_plan("huge")
+    with pytest.raises(ConfigError, match="SGD"):
+        plans.lm_config(plans.get_scale("tiny"), optimizer="sgd", beta2=0.9)
 
 
 def test_lm_groups_are_embeddings_and_trunk():
@@ -102,12 +105,12 @@ def test_lm_groups_are_embeddings_and_trunk():
     from spectral_edge.experiments.workloads import build_workload
     from spectral_edge.selection import Selection
 
-    cfg = st.study_plan("tiny").run(st.lm_name()).config
+    cfg = plans.study_plan("tiny").run(plans.lm_name()).config
     model = build_workload(cfg).model
     names = [(n, p.dtype) for n, p in model.named_parameters()]
     grouped = Selection(preset="all", group_by=cfg.group_by).plan(names).groups
     trunk = Selection(preset="trunk").plan(names).names
-    assert set(grouped[st.TRUNK_GROUP]) == set(trunk)
+    assert set(grouped[plans.TRUNK_GROUP]) == set(trunk)
     assert set(grouped["emb"]) == {"tok_emb.weight", "pos_emb.weight"}
     assert isinstance(model, torch.nn.Module)
 
@@ -121,14 +124,14 @@ def _opt(mod: dict[str, int], lm: dict[str, int]) -> dict:
 
 
 @pytest.mark.parametrize("mod,lm,verdict", [
-    ({"adamw": 2, "muon": 1, "sgd": 3}, {"adamw": 2, "muon": 1, "sgd": 1}, st.REPRODUCED),
-    ({"adamw": 3, "muon": 1, "sgd": 3}, {"adamw": 2, "muon": 2, "sgd": 1}, st.PARTLY),
-    ({"adamw": 1, "muon": 2, "sgd": 3}, {"adamw": 2, "muon": 2, "sgd": 1}, st.NOT_REPRODUCED),
+    ({"adamw": 2, "muon": 1, "sgd": 3}, {"adamw": 2, "muon": 1, "sgd": 1}, cl.REPRODUCED),
+    ({"adamw": 3, "muon": 1, "sgd": 3}, {"adamw": 2, "muon": 2, "sgd": 1}, cl.PARTLY),
+    ({"adamw": 1, "muon": 2, "sgd": 3}, {"adamw": 2, "muon": 2, "sgd": 1}, cl.NOT_REPRODUCED),
 ])
 def test_optimizer_verdict(mod, lm, verdict):
-    claims = {c.key: c for c in st.claims_table({"scale": "tiny", "optimizers": _opt(mod, lm)})}
+    claims = {c.key: c for c in cl.claims_table({"scale": "tiny", "optimizers": _opt(mod, lm)})}
     assert claims["optimizer"].verdict == verdict
-    assert claims["gap_dynamics"].verdict == st.NOT_TESTABLE
+    assert claims["gap_dynamics"].verdict == cl.NOT_TESTABLE
 
 
 def _bb(fracs: dict[str, float]) -> dict:
@@ -136,23 +139,94 @@ def _bb(fracs: dict[str, float]) -> dict:
 
 
 @pytest.mark.parametrize("fracs,verdict", [
-    ({"0.999": 0.9, "0.99": 0.8, "0.95": 0.7, "0.9": 0.6, "sgd": 0.2}, st.REPRODUCED),
-    ({"0.999": 0.9, "0.99": 0.8, "0.95": 0.7, "0.9": 0.6, "sgd": 0.95}, st.PARTLY),
-    ({"0.999": 0.6, "0.99": 0.7, "0.95": 0.8, "0.9": 0.9, "sgd": 0.95}, st.NOT_REPRODUCED),
+    ({"0.999": 0.9, "0.99": 0.8, "0.95": 0.7, "0.9": 0.6, "sgd": 0.2}, cl.REPRODUCED),
+    ({"0.999": 0.9, "0.99": 0.8, "0.95": 0.7, "0.9": 0.6, "sgd": 0.95}, cl.PARTLY),
+    ({"0.999": 0.6, "0.99": 0.7, "0.95": 0.8, "0.9": 0.9, "sgd": 0.95}, cl.NOT_REPRODUCED),
 ])
 def test_backbone_verdict(fracs, verdict):
-    claims = {c.key: c for c in st.claims_table({"scale": "tiny", "backbone": _bb(fracs)})}
+    claims = {c.key: c for c in cl.claims_table({"scale": "tiny", "backbone": _bb(fracs)})}
     assert claims["backbone"].verdict == verdict
 
 
 def test_jl_verdict_uses_median_at_10w():
     def rows(med):
-        return {"rows": [{"trajectory": t, "family": st.JL_GAUSSIAN, "d": 100, "R_median_pct": med, "R_p95_pct": 2 * med}
-                         for t in ("lm", "modular")], "key": {"seeds": 3}}
+        return {"rows": [{"trajectory": t, "family": plans.JL_GAUSSIAN, "d": 100, "R_median_pct": med,
+                          "R_p95_pct": 2 * med} for t in ("lm", "modular")], "key": {"seeds": 3}}
 
-    for med, verdict in ((4.0, st.REPRODUCED), (9.0, st.PARTLY), (20.0, st.NOT_REPRODUCED)):
-        c = {c.key: c for c in st.claims_table({"scale": "tiny", "jl": rows(med)})}["jl"]
+    for med, verdict in ((4.0, cl.REPRODUCED), (9.0, cl.PARTLY), (20.0, cl.NOT_REPRODUCED)):
+        c = {c.key: c for c in cl.claims_table({"scale": "tiny", "jl": rows(med)})}["jl"]
         assert c.verdict == verdict and f"{med:.1f}%" in c.ours
+
+
+# ---------------------------------------------------------------------- one claim at a time
+def _rules_in_document() -> str:
+    """The document rendered from a record without studies: header, claims section (with the rules), footer."""
+    return documents.render_document({"scale": "tiny", "claims": []}, {})
+
+
+def test_claims_table_calls_every_claim_in_order():
+    assert [r.key for r in cl.CLAIMS] == ["kstar", "phases", "peak", "phase_r", "lag_flip", "jl", "optimizer",
+                                         "backbone", "gap_dynamics"]
+    assert all(r.judge.__doc__ for r in cl.CLAIMS)
+    # a claim whose study is absent says nothing; the one that needs no study is always there
+    assert [c.key for c in cl.claims_table({"scale": "tiny"})] == ["gap_dynamics"]
+    text = _rules_in_document()
+    for r in cl.CLAIMS:
+        assert r.rule_text is None or r.rule_text in text
+
+
+def _peak_record(mean: float) -> dict:
+    return {"scale": "tiny", "lm": {"aggregate": {"peak_ratio_W10": [mean], "peak_ratio_W10_mean": mean,
+                                                  "peak_ratio_W10_sd": None}}}
+
+
+def test_peak_claim_flips_at_its_thresholds_and_prints_them():
+    c0 = cl.CLAIMED_PEAK
+    for rel, verdict in ((0.9 * cl.PEAK_REPRODUCED, cl.REPRODUCED), (1.1 * cl.PEAK_REPRODUCED, cl.PARTLY),
+                         (0.9 * cl.PEAK_PARTLY, cl.PARTLY), (1.1 * cl.PEAK_PARTLY, cl.NOT_REPRODUCED)):
+        for sign in (1, -1):
+            c = cl.peak_claim(_peak_record(c0 * (1 + sign * rel)))
+            assert c.key == "peak" and c.verdict == verdict, (rel, sign)
+    no_peak = {"scale": "tiny", "lm": {"aggregate": {"peak_ratio_W10": [], "peak_ratio_W10_mean": None,
+                                                     "peak_ratio_W10_sd": None}}}
+    assert cl.peak_claim(no_peak).verdict == cl.NOT_REPRODUCED
+    assert cl.peak_claim({"scale": "tiny"}) is None
+    # the rule the document prints names the thresholds the code just used
+    rule = cl.peak_claim.rule_text
+    for part in (f"{cl.PEAK_REPRODUCED:.0%}", f"{cl.PEAK_PARTLY:.0%}", str(c0)):
+        assert part in rule
+    assert rule in _rules_in_document()
+
+
+def test_phase_r_claim_flips_at_its_threshold_and_prints_it():
+    t = cl.PHASE_R_MIN
+
+    def rec(r):
+        return {"scale": "tiny", "lm": {"aggregate": {"phase_r_W10": {"rise": [r], "plateau": [-0.95],
+                                                                      "collapse": [None]}}}}
+
+    above, below = cl.phase_r_claim(rec(t + 0.005)), cl.phase_r_claim(rec(t - 0.005))
+    assert above.verdict == cl.REPRODUCED and above.why.startswith("2/2")
+    assert below.verdict == cl.PARTLY and below.why.startswith("1/2")
+    weak = {"scale": "tiny", "lm": {"aggregate": {"phase_r_W10": {"rise": [0.1], "plateau": [0.2], "collapse": []}}}}
+    assert cl.phase_r_claim(weak).verdict == cl.NOT_REPRODUCED
+    assert f"|r| ≥ {t}" in cl.phase_r_claim.rule_text and f"|r| ≥ {t}" in above.why
+    assert cl.phase_r_claim.rule_text in _rules_in_document()
+
+
+def test_jl_claim_flips_at_the_claim_and_at_twice_the_claim():
+    pct, k = cl.CLAIMED_JL_PCT, cl.JL_PARTLY_FACTOR
+
+    def rec(med):
+        return {"scale": "tiny", "jl": {"key": {"seeds": 1}, "rows": [
+            {"trajectory": t, "family": plans.JL_GAUSSIAN, "d": cl.JL_D_FACTOR * plans.JL_W, "R_median_pct": med}
+            for t in ("lm", "modular")]}}
+
+    got = {med: cl.jl_claim(rec(med)).verdict for med in (pct - 0.01, pct + 0.01, k * pct - 0.01, k * pct + 0.01)}
+    assert list(got.values()) == [cl.REPRODUCED, cl.PARTLY, cl.PARTLY, cl.NOT_REPRODUCED]
+    rule = cl.jl_claim.rule_text
+    assert f"≤ {pct:g}%" in rule and f"≤ {k * pct:g}%" in rule and f"d = {cl.JL_D_FACTOR}W" in rule
+    assert rule in _rules_in_document()
 
 
 # ---------------------------------------------------------------------- end to end
@@ -174,11 +248,11 @@ def test_reproduce_trajectories_tiny_end_to_end(tmp_path):
     text = doc.read_text()
     assert "## Claims and measurements" in text and "Scale `tiny`" in text
     for c in claims:
-        assert c["verdict"] in (st.REPRODUCED, st.PARTLY, st.NOT_REPRODUCED, st.NOT_TESTABLE)
+        assert c["verdict"] in (cl.REPRODUCED, cl.PARTLY, cl.NOT_REPRODUCED, cl.NOT_TESTABLE)
         assert c["ours"] in text
     for name in ("lm", "jl", "optimizers", "backbone"):
-        png = doc.parent / "figures" / f"{st.FIG_PREFIX}{name}.png"
-        assert png.is_file() and 0 < png.stat().st_size < st.MAX_FIGURE_BYTES
+        png = doc.parent / "figures" / f"{figures.FIG_PREFIX}{name}.png"
+        assert png.is_file() and 0 < png.stat().st_size < figures.MAX_FIGURE_BYTES
         assert f"figures/{png.name}" in text
     res = json.loads((out / "results.json").read_text())
     # the numbers in the claims come from the runs: the modal k* of the LM run is its most common k*
@@ -187,20 +261,18 @@ def test_reproduce_trajectories_tiny_end_to_end(tmp_path):
     assert lm_run["kstar"]["all/W10"]["floor"]["modal"] == max(sorted(set(ks)), key=ks.count)
     jl = res["jl"]["rows"]
     assert {(r["trajectory"], r["family"], r["d"]) for r in jl} == {
-        (t, f, d) for t in ("lm", "modular") for f in st.JL_FAMILIES for d in (20, 100)}
+        (t, f, d) for t in ("lm", "modular") for f in plans.JL_FAMILIES for d in (20, 100)}
     assert all(math.isfinite(r["R_median_pct"]) and r["R_p95_pct"] >= r["R_median_pct"] for r in jl)
     # resumable: nothing is retrained and the JL sweep comes from its cache
     mtimes = {p: p.stat().st_mtime for p in out.glob("*/summary.json")}
     jl_mtime = (out / "jl" / "jl_accuracy.json").stat().st_mtime
-    again = st.reproduce_trajectories(out, scale="tiny", studies=["optimizers"], doc=tmp_path / "again.md")
+    again = run.reproduce_trajectories(out, scale="tiny", studies=["optimizers"], doc=tmp_path / "again.md")
     assert again["claims"][0]["ours"] == next(c["ours"] for c in claims if c["key"] == "optimizer")
     assert {p: p.stat().st_mtime for p in out.glob("*/summary.json")} == mtimes
-    assert st.jl_records(out, st.study_plan("tiny"))["rows"] == jl
+    assert ms.jl_records(out, plans.study_plan("tiny"))["rows"] == jl
     assert (out / "jl" / "jl_accuracy.json").stat().st_mtime == jl_mtime
 
 
 def test_missing_runs_are_reported(tmp_path):
-    from spectral_edge.errors import ConfigError
-
     with pytest.raises(ConfigError, match="did not finish"):
-        st.reproduce_trajectories(tmp_path, scale="tiny", studies=["backbone"], train=False)
+        run.reproduce_trajectories(tmp_path, scale="tiny", studies=["backbone"], train=False)

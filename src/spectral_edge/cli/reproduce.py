@@ -59,7 +59,7 @@ def trajectories(
 
     Trains what is missing in OUT, analyses every study, rewrites the document (claims, measurements, verdicts).
     """
-    from ..experiments.studies import STUDIES, reproduce_trajectories
+    from ..reproduce import STUDIES, reproduce_trajectories
 
     name = scale or ("quick" if quick else "full")
     if doc is None:
@@ -99,7 +99,7 @@ def grokking(
     Trains what is missing in OUT (resumable, JOBS at a time), scores every early-warning detector
     on the finished runs and rewrites the document with the papers' numbers beside ours.
     """
-    from ..experiments.grokking import reproduce_grokking
+    from ..reproduce import reproduce_grokking
 
     if doc is None:
         doc = out / "grokking.md" if quick else Path("docs/grokking.md")

@@ -1,0 +1,221 @@
+"""Plans: what to train. The studies' scales, run configs, run names and the run list of each
+study (:func:`study_plan`), and the grokking suite as :func:`reproduce_grokking` runs it
+(:func:`grokking_plan`).
+
+Nothing here reads a run or imports numpy: building a plan costs only the experiment configs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ConfigError
+from ..experiments.config import RunConfig
+from ..experiments.suite import SuiteRun, grokking_suite, sequence_suite
+
+SCALES = ("full", "quick", "tiny")
+STUDIES = ("lm", "jl", "optimizers", "backbone")
+LM_SEEDS = (42, 137, 2024)
+BETA2S = (0.999, 0.99, 0.95, 0.9)
+#: the LM baseline's β2 (shared between the LM study and the β2 sweep)
+BASE_BETA2 = 0.95
+#: groups the LM's parameters into ``emb`` (token and position embeddings; the output head is
+#: tied to the token embedding) and ``other`` = everything else, i.e. the *trunk*; the ``all``
+#: group is always analysed too. (A regex group needs a capture group, hence the names.)
+LM_GROUP_BY = r"re:(?:tok|pos)_(emb)\..*"
+TRUNK_GROUP = "other"
+JL_W = 10
+JL_FACTORS = (2, 5, 10, 20, 50, 100)
+#: "gaussian" in the study = a dense Gaussian JL sketch, sampled from its exact law (the Gram of
+#: L·Z with L·Lᵀ the exact Gram): the same distribution as the on-the-fly ``gaussian`` family,
+#: without generating d × P normals per state
+JL_GAUSSIAN = "gaussian-exact-law"
+JL_FAMILIES = (JL_GAUSSIAN, "fold", "countsketch")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of every run and of the JL sweep at one scale."""
+
+    name: str
+    lm_model: Mapping[str, Any]
+    lm_task: Mapping[str, Any]
+    lm_batch: int
+    lm_steps: int
+    lm_every: int
+    lm_warmup: int
+    lm_backbone_every: int
+    mod_modulus: int
+    mod_model: Mapping[str, Any]
+    mod_steps: int
+    mod_every: int
+    mod_ckpt_every: int
+    jl_mod_max_step: int  # modular JL trajectory: checkpoints up to this step
+    jl_factors: tuple[int, ...]
+    jl_seeds: int
+    lm_seeds: tuple[int, ...]
+    windows: tuple[int, ...] = (5, 10, 20)
+    n_perm: int = 999  # circular shifts for the coupling's permutation p-value
+
+
+SCALE_PRESETS: dict[str, Scale] = {
+    "full": Scale("full", lm_model={"n_layer": 4, "d_model": 128, "n_head": 4}, lm_task={"block_size": 64},
+                  lm_batch=32, lm_steps=3000, lm_every=50, lm_warmup=200, lm_backbone_every=100,
+                  mod_modulus=97, mod_model={}, mod_steps=5000, mod_every=100, mod_ckpt_every=25,
+                  jl_mod_max_step=2000, jl_factors=JL_FACTORS, jl_seeds=5, lm_seeds=LM_SEEDS),
+    "quick": Scale("quick", lm_model={"n_layer": 2, "d_model": 64, "n_head": 4}, lm_task={"block_size": 64},
+                   lm_batch=16, lm_steps=300, lm_every=10, lm_warmup=20, lm_backbone_every=20,
+                   mod_modulus=97, mod_model={}, mod_steps=400, mod_every=10, mod_ckpt_every=10,
+                   jl_mod_max_step=400, jl_factors=(2, 10, 50), jl_seeds=2, lm_seeds=(42, 137), n_perm=199),
+    "tiny": Scale("tiny", lm_model={"n_layer": 1, "d_model": 16, "n_head": 2},
+                  lm_task={"block_size": 16, "n_stories": 40}, lm_batch=4, lm_steps=60, lm_every=2, lm_warmup=0,
+                  lm_backbone_every=4, mod_modulus=11, mod_model={"d_model": 16, "n_heads": 2, "d_ff": 32},
+                  mod_steps=60, mod_every=2, mod_ckpt_every=2, jl_mod_max_step=60, jl_factors=(2, 10),
+                  jl_seeds=1, lm_seeds=(42,), n_perm=99),
+}
+
+#: optimizer settings per task (tuned so each trains; see docs/trajectories.md)
+OPTIMIZER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "lm": {
+        "adamw": {"lr": 1e-3, "weight_decay": 0.1, "betas": (0.9, BASE_BETA2)},
+        "muon": {"lr": 0.02, "weight_decay": 0.1, "betas": (0.9, BASE_BETA2)},
+        "sgd": {"lr": 0.5, "weight_decay": 0.0, "momentum": 0.9},
+    },
+    "modular": {
+        "adamw": {"lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)},
+        "muon": {"lr": 0.02, "weight_decay": 0.1, "betas": (0.9, 0.98)},
+        "sgd": {"lr": 1.0, "weight_decay": 0.0, "momentum": 0.9},
+    },
+}
+
+
+def get_scale(scale: str | Scale) -> Scale:
+    if isinstance(scale, Scale):
+        return scale
+    if scale not in SCALE_PRESETS:
+        raise ConfigError(f"unknown study scale {scale!r}; choose one of {', '.join(SCALES)}")
+    return SCALE_PRESETS[scale]
+
+
+# ---------------------------------------------------------------------- configs
+def lm_config(sc: Scale, seed: int = 42, optimizer: str = "adamw", beta2: float | None = None,
+              checkpoints: bool = False) -> RunConfig:
+    """The tiny-LM run of a study: monitor on all parameters (trunk as a group), backbone probe."""
+    opt = dict(OPTIMIZER_SETTINGS["lm"][optimizer])
+    if beta2 is not None:
+        if optimizer == "sgd":
+            raise ConfigError("β2 is an Adam parameter; SGD has none")
+        opt["betas"] = (opt["betas"][0], float(beta2))
+    return RunConfig(
+        task="lm", seed=int(seed), model=dict(sc.lm_model), task_options=dict(sc.lm_task), optimizer=optimizer,
+        batch_size=sc.lm_batch, grad_clip=1.0, warmup_steps=sc.lm_warmup, steps=sc.lm_steps,
+        eval_every=sc.lm_every, early_stop=False, every=sc.lm_every, windows=sc.windows, sketch="exact",
+        selection="all", group_by=LM_GROUP_BY,
+        probes={"backbone": {"every": sc.lm_backbone_every, "window": 20, "reference": "init"}},
+        checkpoint_every=sc.lm_every if checkpoints else 0, threads=1, **opt)
+
+
+def modular_config(sc: Scale, optimizer: str = "adamw", seed: int = 42, checkpoints: bool = False) -> RunConfig:
+    """The modular reference run (add mod p, attention weights monitored, no early stop)."""
+    return RunConfig(
+        task="modular", op="add", modulus=sc.mod_modulus, seed=int(seed), model=dict(sc.mod_model),
+        optimizer=optimizer, steps=sc.mod_steps, eval_every=sc.mod_every, early_stop=False, every=sc.mod_every,
+        windows=sc.windows, sketch="exact", selection="attention",
+        checkpoint_every=sc.mod_ckpt_every if checkpoints else 0, threads=1,
+        **OPTIMIZER_SETTINGS["modular"][optimizer])
+
+
+
+def beta2_label(b: float) -> str:
+    """β2 as it appears in run names and record keys (``0.999``, ``0.9``)."""
+    return f"{b:g}"
+
+
+def lm_name(optimizer: str = "adamw", seed: int = 42, beta2: float | None = None) -> str:
+    if optimizer == "adamw" and beta2 is not None and beta2 != BASE_BETA2:
+        return f"lm-adamw-b2_{beta2_label(beta2)}-s{seed}"
+    return f"lm-{optimizer}-s{seed}"
+
+
+def mod_name(optimizer: str = "adamw", seed: int = 42) -> str:
+    return f"mod-{optimizer}-s{seed}"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Every run of the four studies (deduplicated by name) and which study reads which run."""
+
+    scale: Scale
+    runs: tuple[SuiteRun, ...]
+    uses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def run(self, name: str) -> SuiteRun:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def study_plan(scale: str | Scale = "full", studies: Sequence[str] = STUDIES) -> StudyPlan:
+    """The runs the chosen studies need. Shared runs appear once: the LM study's seed-42 AdamW run
+    is also the JL study's LM trajectory, the optimizer study's LM AdamW run and the β2 = 0.95
+    point of the backbone study; the modular AdamW run also gives the JL study its modular
+    trajectory (checkpoints every ``mod_ckpt_every`` steps)."""
+    sc = get_scale(scale)
+    bad = sorted(set(studies) - set(STUDIES))
+    if bad:
+        raise ConfigError(f"unknown studies {bad}; choose from {', '.join(STUDIES)}")
+    runs: dict[str, SuiteRun] = {}
+    uses: dict[str, list[str]] = {s: [] for s in studies}
+
+    def add(study: str, name: str, cfg: RunConfig, role: str) -> None:
+        if name in runs and runs[name].config != cfg:
+            raise AssertionError(f"two configs named {name}")  # a bug in this module
+        runs.setdefault(name, SuiteRun(name, role, cfg))
+        if name not in uses[study]:
+            uses[study].append(name)
+
+    base = lm_name("adamw", 42)
+    # the first-listed runs start first: the long LM baseline, then the short modular runs
+    if "lm" in studies or "jl" in studies or "optimizers" in studies or "backbone" in studies:
+        cfg42 = lm_config(sc, 42, "adamw", checkpoints=True)
+        for st in ("lm", "jl", "optimizers", "backbone"):
+            if st in studies:
+                add(st, base, cfg42, "lm")
+    if "optimizers" in studies or "jl" in studies:
+        add("jl" if "jl" in studies else "optimizers", mod_name("adamw"), modular_config(sc, "adamw", checkpoints=True),
+            "modular")
+        if "optimizers" in studies:
+            add("optimizers", mod_name("adamw"), modular_config(sc, "adamw", checkpoints=True), "modular")
+            for opt in ("muon", "sgd"):
+                add("optimizers", mod_name(opt), modular_config(sc, opt), "modular")
+            for opt in ("muon", "sgd"):
+                add("optimizers", lm_name(opt), lm_config(sc, 42, opt), "lm")
+    if "backbone" in studies:
+        for b in BETA2S:
+            if b != BASE_BETA2:
+                add("backbone", lm_name("adamw", 42, b), lm_config(sc, 42, "adamw", beta2=b), "lm")
+        add("backbone", lm_name("sgd"), lm_config(sc, 42, "sgd"), "lm")
+    if "lm" in studies:
+        for s in sc.lm_seeds:
+            if s != 42:
+                add("lm", lm_name("adamw", s), lm_config(sc, s, "adamw"), "lm")
+    return StudyPlan(sc, tuple(runs.values()), {k: tuple(v) for k, v in uses.items()})
+
+
+# ---------------------------------------------------------------------- the grokking suite
+def quick_grokking_config(cfg: Any) -> Any:
+    """A grokking-suite config shrunk for the ``--quick`` pipeline check (a d = 32 model, sparse probes)."""
+    return replace(cfg, eval_every=50, every=25, windows=(3,), model={"d_model": 32, "d_ff": 64, "n_heads": 2},
+                   probes={"manifold": {"every": 25}, "defect": {"every": 25, "n_samples": 2, "batch_size": 64}})
+
+
+def grokking_plan(quick: bool = False, sequence: bool = True) -> tuple[list[SuiteRun], list[SuiteRun]]:
+    """The modular grokking runs and the Dyck/SCAN runs that :func:`reproduce_grokking` trains.
+    ``quick``: p = 23, one seed, 300 steps, no sequence tasks (a pipeline check)."""
+    if quick:
+        runs = grokking_suite(seeds=(42,), ops=("add",), modulus=23, max_steps=300, control_steps=300)
+        return [type(r)(r.name, r.role, quick_grokking_config(r.config)) for r in runs], []
+    return grokking_suite(), (sequence_suite() if sequence else [])

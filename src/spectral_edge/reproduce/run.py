@@ -1,0 +1,117 @@
+"""The drivers: train what is missing, measure, judge, draw and write.
+
+:func:`reproduce_trajectories` runs the four trajectory studies (:func:`analyse` turns their run
+folders into the results record, with the claims); :func:`reproduce_grokking` runs the grokking
+suite and the Dyck/SCAN suite. Both train through :func:`spectral_edge.experiments.suite.run_suite`
+(resumable, one process per run), so a second call reuses every finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..experiments.suite import SuiteRun
+from .claims import claims_table
+from .documents import grokking_notes, grokking_setup, render_document, write_grokking_doc
+from .figures import make_figures
+from .formatting import hms
+from .measures import (backbone_study, grokking_rows, jl_records, lm_study, optimizer_study, read_summary,
+                       sensitivity_scores)
+from .plans import STUDIES, Scale, StudyPlan, grokking_plan, study_plan
+
+
+# ---------------------------------------------------------------------- trajectory studies
+def analyse(out: str | Path, plan: StudyPlan, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every study of ``plan`` on the run folders in ``out`` → one JSON-safe record (with the claims)."""
+    out = Path(out)
+    res: dict[str, Any] = {"scale": plan.scale.name, "studies": list(plan.uses), "timing": {}}
+    fns: dict[str, Callable[[], Any]] = {
+        "lm": lambda: lm_study(out, plan),
+        "jl": lambda: jl_records(out, plan, log),
+        "optimizers": lambda: optimizer_study(out, plan),
+        "backbone": lambda: backbone_study(out, plan),
+    }
+    for st in plan.uses:
+        t0 = time.perf_counter()
+        if log:
+            log(f"analysing study {st}")
+        res[st] = fns[st]()
+        secs = [read_summary(out / n).get("wall_seconds") for n in plan.uses[st]]
+        res["timing"][st] = {"n_runs": len(plan.uses[st]), "runs_seconds": sum(s for s in secs if s),
+                             "analysis_seconds": time.perf_counter() - t0}
+        if st == "jl":
+            res["timing"][st]["analysis_seconds"] = res[st].get("seconds", res["timing"][st]["analysis_seconds"])
+    res["claims"] = [c.__dict__ for c in claims_table(res)]
+    return res
+
+
+def reproduce_trajectories(out: str | Path, *, jobs: int = 2, scale: str | Scale = "full",
+                           studies: Sequence[str] = STUDIES, doc: str | Path | None = None,
+                           train: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the missing runs of ``studies`` (resumable, ``jobs`` processes), analyse them, and write
+    ``out/results.json`` and the document ``doc`` (default ``out/trajectories.md``) with its figures
+    in ``<doc folder>/figures/``. Returns the results record."""
+    import torch
+
+    from ..experiments.suite import run_suite
+
+    out = Path(out)
+    plan = study_plan(scale, studies)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    if train:
+        def on_event(kind: str, r: SuiteRun, s: Mapping[str, Any] | None) -> None:
+            if log:
+                extra = f" ({hms(s.get('wall_seconds'))})" if s else ""
+                log(f"{kind} {r.name}{extra}")
+
+        run_suite(plan.runs, out, jobs=jobs, on_event=on_event)
+    missing = [r.name for r in plan.runs if not (out / r.name / "summary.json").is_file()]
+    if missing:
+        raise ConfigError(f"runs did not finish: {', '.join(missing)} (see their run.log in {out})")
+    res = analyse(out, plan, log)
+    res["out_name"] = str(out)
+    res["env"] = {"jobs": int(jobs), "cpus": os.cpu_count(), "torch": torch.__version__.split("+")[0]}
+    doc = Path(doc) if doc is not None else out / "trajectories.md"
+    figures = make_figures(res, doc.parent / "figures")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(render_document(res, figures))
+    (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
+    res["doc"], res["figures"] = str(doc), figures
+    return res
+
+
+# ---------------------------------------------------------------------- grokking
+def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: bool = False,
+                       sequence: bool = True, train: bool = True,
+                       on_event: Callable[..., None] | None = None) -> Path:
+    """Run (or reuse) the grokking suite and the Dyck/SCAN suite under ``out``, then write the
+    reproduction document ``doc`` and ``out/grokking_runs.csv``. ``quick`` shrinks everything
+    (p = 23, one seed, few steps) to check the pipeline end to end. ``train=False`` trains
+    nothing and documents the finished runs only (the document lists the missing ones)."""
+    from ..experiments.suite import run_suite
+
+    out = Path(out)
+    runs, seq = grokking_plan(quick, sequence)
+    if train:
+        run_suite(runs + seq, out, jobs=jobs, on_event=on_event)
+    rows = grokking_rows(out, runs + seq)
+    if not rows:
+        raise ConfigError(f"no finished runs in {out} (a run is finished when its folder has a summary.json)")
+    finished = {r["run"] for r in rows}
+    missing = [r.name for r in runs + seq if r.name not in finished]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(out / "grokking_runs.csv", index=False)
+    ctrl_steps = max((r.config.steps for r in runs if r.role == "control"), default=0)
+    sensitivity = sensitivity_scores(out, [r for r in runs if r.config.task == "modular"])
+    scan = ([json.loads((out / r["run"] / "summary.json").read_text()) for r in rows if r["task"] == "scan"]
+            if any(m.startswith("scan") for m in missing) else [])
+    notes = grokking_notes(rows, sensitivity, missing, scan)
+    return write_grokking_doc(rows, doc, setup=grokking_setup(ctrl_steps, quick), notes=notes)
