@@ -105,6 +105,7 @@ def test_one_grok_step(tmp_path):
     assert grok_step(rows) == 200
     assert grok_step(rows, 0.98, consecutive=3) == 600
     assert grok_step(rows, 0.999) is None
+    assert grok_step(rows, 0.0) == 100  # the initial evaluation (step 0) never counts
     assert grok_step([{"step": 1, "loss": 1.0}]) is None  # no accuracy at all
     with pytest.raises(ConfigError, match="accuracy column 'val_acc'"):
         grok_step(rows, key="val_acc")

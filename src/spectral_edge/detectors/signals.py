@@ -140,7 +140,9 @@ def grok_step(history: Any, threshold: float = GROK_THRESHOLD, key: str | None =
 
     ``history``: rows (dicts) or a DataFrame; rows with a ``kind`` other than ``log`` are
     ignored, rows without one count (an evaluation table). ``key``: the accuracy column
-    (default: the first of :data:`ACC_KEYS` present). A step logged twice keeps its last value."""
+    (default: the first of :data:`ACC_KEYS` present). A step logged twice keeps its last value.
+    The evaluation at step 0 (the initial model, before any update) never counts: grokking is
+    something training does."""
     if consecutive < 1:
         raise ConfigError(f"consecutive must be ≥ 1, got {consecutive}")
     key = key or accuracy_key(history)
@@ -154,6 +156,8 @@ def grok_step(history: Any, threshold: float = GROK_THRESHOLD, key: str | None =
         raise ConfigError(f"no evaluation rows carry the accuracy column {key!r}")
     run = 0
     for s in sorted(by_step):
+        if s <= 0:
+            continue
         run = run + 1 if by_step[s] >= threshold else 0
         if run >= consecutive:
             return s

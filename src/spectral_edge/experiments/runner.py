@@ -10,8 +10,9 @@
     out_dir/model.safetensors  the final parameters
     out_dir/checkpoints/       (with checkpoint_every > 0) step_XXXXXXX.safetensors
 
-The grok step is the first evaluation with test accuracy ≥ ``grok_threshold`` (0.9); the
-papers' stricter grok (test accuracy ≥ 0.98 at three evaluations in a row) is reported too.
+The grok step is :func:`spectral_edge.detectors.signals.grok_step`: the first evaluation with
+test accuracy ≥ ``grok_threshold`` (0.9); the papers' stricter grok (test accuracy ≥ 0.98 at
+three evaluations in a row, the same function with ``consecutive=3``) is reported too.
 ``warning_step`` is the first alarm event of the attached detectors (null without one).
 """
 
@@ -28,10 +29,12 @@ from typing import Any
 
 import torch
 
+from ..detectors import signals
 from ..errors import ConfigError
 from ..functional.sketch import SketchSpec
 from ..monitor import Monitor
 from ..selection import Selection
+from ..stream.analyzer import default_sketch
 from .config import RunConfig
 from .optim import build_optimizer
 from .workloads import Workload, build_workload
@@ -81,15 +84,6 @@ def build_probes(workload: Workload, cfg: RunConfig) -> list[Any]:
     return out
 
 
-def _grok_098(evals: list[dict[str, Any]]) -> int | None:
-    run = 0
-    for e in evals:
-        run = run + 1 if e.get("test_acc", 0.0) >= 0.98 else 0
-        if run == 3:
-            return int(e["step"])
-    return None
-
-
 def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn | None = None,
                    extra_probes: Sequence[Any] = (), detectors: Sequence[Any] | None = None,
                    loggers: Sequence[Any] = ()) -> RunResult:
@@ -115,7 +109,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         detectors = [d for d in (b(cfg, probes) for b in ALARM_BUILDER) if d is not None] if cfg.alarm else []
     spec: SketchSpec | str = cfg.sketch
     if cfg.sketch != "auto":
-        spec = SketchSpec(cfg.sketch, dim=cfg.sketch_dim or 10 * max(cfg.windows))
+        spec = default_sketch(cfg.windows, cfg.sketch, dim=cfg.sketch_dim)
     monitor = Monitor(model, windows=cfg.windows, every=cfg.every, sketch=spec,
                       selection=Selection(preset=cfg.selection, group_by=cfg.group_by), gradients=cfg.gradients,
                       history=out / "history.jsonl", probes=probes, detectors=list(detectors), loggers=loggers)
@@ -168,8 +162,9 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
                 save_model(model, str(ckpt_dir / f"step_{step:07d}.safetensors"))
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 last = evaluate(step)
-                if grok_step is None and last["test_acc"] >= cfg.grok_threshold:
-                    grok_step = step
+                if grok_step is None:
+                    grok_step = signals.grok_step(evals, cfg.grok_threshold, "test_acc")
+                if grok_step is not None and step == grok_step:
                     if cfg.early_stop:
                         stop_at = min(cfg.steps, step + cfg.stop_margin)
             if progress is not None:
@@ -195,7 +190,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         "lr": cfg.lr,
         "weight_decay": cfg.weight_decay,
         "grok_step": grok_step,
-        "grok_step_098x3": _grok_098(evals),
+        "grok_step_098x3": signals.grok_step(evals, 0.98, "test_acc", consecutive=3),
         "warning_step": warning,
         "lead": (grok_step - warning) if (grok_step is not None and warning is not None) else None,
         "steps_run": step,
