@@ -178,3 +178,16 @@ def test_no_two_public_classes_or_functions_share_a_name_across_packages():
     allowed = {"main", "SpectralEdgeCallback"}
     dup = {n: sorted(ms) for n, ms in where.items() if len(ms) > 1 and n not in allowed}
     assert not dup, dup
+
+
+def test_one_sketch_loop():
+    # the begin / add / finish loop over a sample's tensors is written once (stream/sampler.py)
+    callers = []
+    for m, tree in TREES.items():
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.FunctionDef):
+                calls = {n.func.attr for n in ast.walk(fn) if isinstance(n, ast.Call)
+                         and isinstance(n.func, ast.Attribute) and n.func.attr in ("begin", "add", "finish")}
+                if {"begin", "finish"} <= calls:
+                    callers.append(f"{m}.{fn.name}")
+    assert callers == ["spectral_edge.stream.sampler.sketch_pieces"], callers

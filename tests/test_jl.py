@@ -36,7 +36,7 @@ def test_jl_error_rows_and_the_law_matches_the_real_family():
         prev = states[-1]
         states.append({"w": prev["w"] + (2 + np.sin(t)) * direction + 0.3 * torch.randn(30, 20, generator=g),
                        "b": prev["b"] + 0.3 * torch.randn(20, generator=g)})
-    rows = jl_errors("toy", states, [20], W=5, families=(EXACT_LAW, "gaussian"), seeds=40, debias=False)
+    rows = jl_errors("toy", states, [20], window=5, families=(EXACT_LAW, "gaussian"), seeds=40, debias=False)
     assert [r["family"] for r in rows] == [EXACT_LAW, "gaussian"]
     for r in rows:
         assert r["windows"] == 16 - 5 + 1 and r["P"] == 620 and 0 <= r["kstar_agreement"] <= 1

@@ -37,7 +37,7 @@ def test_planted_singular_values_recovered_to_high_precision():
 
 def test_all_window_quantities_against_direct_definitions():
     X = _rand_deltas(W=8, D=120, seed=11) * np.linspace(3, 0.5, 8)[:, None]
-    st = sp.window_stats(sp.gram(X), rule="argmax")
+    st = sp.window_stats(sp.gram(X), kstar_rule="argmax")
     s = scipy.linalg.svdvals(X)
     lam = s**2
     np.testing.assert_allclose(st.ratios, s[:-1] / s[1:], rtol=1e-9)
@@ -158,7 +158,7 @@ def test_degenerate_windows():
     assert st.k_star == 0 and np.isnan(st.gap_ratio) and st.k95 == 0
     # rank-deficient window: finite huge ratio at the rank boundary
     X = planted_window(np.array([3.0, 2.0, 1.0, 0.0]), dim=10)
-    st = sp.window_stats(sp.gram(X), rule="argmax")
+    st = sp.window_stats(sp.gram(X), kstar_rule="argmax")
     assert st.k_star == 3 and np.isfinite(st.gap_ratio) and st.gap_ratio > 1e6
     # flat spectrum: floor rule falls back to mode 1
     assert sp.k_star(np.ones(6)) == 1
@@ -166,7 +166,7 @@ def test_degenerate_windows():
 
 def test_bad_inputs_raise_config_errors():
     with pytest.raises(ConfigError, match="unknown k\\* rule"):
-        sp.window_stats(np.eye(3), rule="nope")
+        sp.window_stats(np.eye(3), kstar_rule="nope")
     with pytest.raises(ConfigError, match="at least 2"):
         sp.window_stats(np.eye(1))
     with pytest.raises(ConfigError, match="square"):
@@ -186,3 +186,12 @@ def test_multi_window_series_from_one_pairwise_matrix():
             np.testing.assert_allclose(st.sigma, direct.sigma, rtol=1e-10)
             assert st.k_star == direct.k_star
         assert np.isnan(series[0][1].turning) and np.isfinite(series[1][1].turning)
+
+
+def test_the_old_rule_keyword_still_works_with_a_deprecation_warning():
+    G = sp.gram(np.random.default_rng(0).standard_normal((5, 12)))
+    with pytest.warns(DeprecationWarning, match="'rule' is now called 'kstar_rule'"):
+        old = sp.window_stats(G, rule="argmax")
+    assert old.k_star == sp.window_stats(G, kstar_rule="argmax").k_star and old.k_star_rule == "argmax"
+    with pytest.raises(TypeError, match="got both"):
+        sp.window_stats(G, rule="argmax", kstar_rule="floor")

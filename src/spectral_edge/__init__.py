@@ -15,6 +15,18 @@ What a user needs, at the top level:
   :func:`build_report`, :func:`read_history`, :func:`read_table`;
 - reproduce the papers: :class:`RunConfig`, :func:`run_experiment`.
 
+One spelling per idea, in Python and on the command line:
+
+- ``windows``: the window sizes a monitor or an analysis keeps (``--window 5,10,20``);
+  ``window``: the one size a reader picks (``--window 10``); ``None`` means the primary
+  window, the smallest W recorded (:func:`spectral_edge.detectors.signals.primary_window`);
+  ``W`` is the math symbol, used as a name only in the pure math of ``functional/`` and
+  ``stream/``;
+- ``kstar_rule`` (``--kstar-rule``): ``floor``, ``argmax`` or ``weighted``; history rows and
+  the records that mirror them name their columns ``k_star``, ``k_star_rule``, ``k_star_floor``…;
+- ``to_dict()``: the serialiser of every record and config;
+- ``grok_step``: :func:`spectral_edge.detectors.signals.grok_step`, the only definition.
+
 Quick start::
 
     from spectral_edge import AnalysisConfig, analyze

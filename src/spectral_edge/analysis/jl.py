@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._compat import renamed_kwargs
 from ..functional import spectrum as sp
 from ..functional.debias import debias_eigenvalues
 from ..functional.sketch import SketchSpec
@@ -65,13 +66,16 @@ def exact_law_sketch(G: np.ndarray, d: int, rng: np.random.Generator) -> np.ndar
     return Y @ Y.T
 
 
-def jl_errors(name: str, states: Sequence[Mapping[str, torch.Tensor]], dims: Sequence[int], *, W: int = 10,
+@renamed_kwargs(W="window")
+def jl_errors(name: str, states: Sequence[Mapping[str, torch.Tensor]], dims: Sequence[int], *, window: int = 10,
               families: Sequence[str] = (EXACT_LAW, "fold", "countsketch", "gaussian"),
               seeds: Mapping[str, int] | int = 10, debias: bool = True, log: Any = None) -> list[dict[str, Any]]:
     """One row per (family, d): pooled and per-seed error statistics (see module docs).
 
-    ``seeds``: projection seeds per family (an int for all, or a mapping family → count).
+    ``window``: the window size W. ``seeds``: projection seeds per family (an int for all, or a
+    mapping family → count).
     """
+    W = int(window)
     D = deltas_of(states)
     X = torch.cat(list(D.values()), dim=1).numpy()
     G0 = X @ X.T

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .._compat import renamed_kwargs
 from ..errors import ConfigError
 from ..functional import spectrum as sp
 
@@ -113,13 +114,14 @@ class WindowThesis:
     delta_g_method: str = DELTA_G_EXACT
 
 
-def gram_thesis(G_union: Any, lr: float, rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1, high: float = 10.0,
+@renamed_kwargs(rule="kstar_rule")
+def gram_thesis(G_union: Any, lr: float, kstar_rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1, high: float = 10.0,
                 include_zero: bool = True) -> WindowThesis:
     """From the (W+1, W+1) Gram of δ_{t−W…t}: window t = the last W, exact ‖ΔG‖_F, α_j, ``A = ‖ΔG‖_F/(η g²)``."""
     U = np.asarray(G_union, dtype=np.float64)
     if U.ndim != 2 or U.shape[0] != U.shape[1] or U.shape[0] < 3:
         raise ConfigError(f"need the (W+1, W+1) Gram of two consecutive windows (W ≥ 2), got shape {U.shape}")
-    st = sp.window_stats(U[1:, 1:], rule)
+    st = sp.window_stats(U[1:, 1:], kstar_rule)
     lam = st.sigma**2
     dg = consecutive_operator_change(U)
     A = float(adiabatic(dg, lr, st.gap))
@@ -127,11 +129,12 @@ def gram_thesis(G_union: Any, lr: float, rule: str = sp.DEFAULT_KSTAR_RULE, low:
                         str(adiabatic_regime(A, low, high)))
 
 
-def window_thesis(win: Any, W: int, lr: float, rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1,
+@renamed_kwargs(rule="kstar_rule")
+def window_thesis(win: Any, W: int, lr: float, kstar_rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1,
                   high: float = 10.0) -> WindowThesis:
     """:func:`gram_thesis` of the newest window of W updates held by a
     :class:`~spectral_edge.stream.window.SketchWindow` (e.g. ``analyzer.windows[group]``)."""
-    return gram_thesis(win.union_gram(W), lr, rule, low, high)
+    return gram_thesis(win.union_gram(W), lr, kstar_rule, low, high)
 
 
 def eigenvalue_change(lam_prev: Any, lam_cur: Any) -> float:

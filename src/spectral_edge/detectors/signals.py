@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._compat import renamed_kwargs
 from ..errors import ConfigError
 
 __all__ = ["as_rows", "series", "ratio_series", "grok_step", "accuracy_key", "GramEdgeSummary", "gram_edge_summary",
@@ -103,10 +104,11 @@ def series(history: Any, key: str, *, kind: str = "sed", group: str | None = "al
     return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
 
 
-def ratio_series(history: Any, rule: str = "weighted", *, group: str = "all", window: int | None = None
+@renamed_kwargs(rule="kstar_rule")
+def ratio_series(history: Any, kstar_rule: str = "weighted", *, group: str = "all", window: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Gap ratio R = r_{k*} of each ``sed`` window under k* rule ``rule``, from the rows'
-    ``k_star_<rule>`` and ``ratio_j`` columns."""
+    """Gap ratio R = r_{k*} of each ``sed`` window under k* rule ``kstar_rule``, from the rows'
+    ``k_star_<kstar_rule>`` and ``ratio_j`` columns."""
     rows = [r for r in as_rows(history) if _stream_filter("sed", group, None, None)(r)]
     if window is None:
         window = primary_window(r.get("window") for r in rows)
@@ -114,7 +116,7 @@ def ratio_series(history: Any, rule: str = "weighted", *, group: str = "all", wi
     for r in rows:
         if is_missing(r.get("window")) or int(r["window"]) != window or is_missing(r.get("step")):
             continue
-        k = r.get(f"k_star_{rule}")
+        k = r.get(f"k_star_{kstar_rule}")
         v = None if is_missing(k) or int(k) < 1 else r.get(f"ratio_{int(k)}")
         if not is_missing(v):
             by_step[int(r["step"])] = float(v)

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from .._compat import renamed_kwargs
 from ..errors import ConfigError
 
 KStarRule = Literal["argmax", "floor", "weighted"]
@@ -88,7 +89,8 @@ def ratio_floor(W: int) -> float:
     return 1.0 + 2.0 * float(W) ** (-2.0 / 3.0)
 
 
-def k_star(sigma: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> int:
+@renamed_kwargs(rule="kstar_rule")
+def k_star(sigma: np.ndarray, kstar_rule: str = DEFAULT_KSTAR_RULE) -> int:
     """Spectral edge position (1-based) under one of three rules; 0 if undefined.
 
     - ``argmax``:   ``k* = argmax_j σ_j/σ_{j+1}`` over all j (often picks the tail).
@@ -101,18 +103,18 @@ def k_star(sigma: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> int:
     r = ratios(s)
     if r.size == 0 or not np.all(np.isfinite(r)):
         return 0
-    if rule == "argmax":
+    if kstar_rule == "argmax":
         return int(np.argmax(r)) + 1
-    if rule == "floor":
+    if kstar_rule == "floor":
         thr = ratio_floor(s.size) * noise_floor(s)
         cand = s[:-1] > thr
         cand[0] = True
         masked = np.where(cand, r, -np.inf)
         return int(np.argmax(masked)) + 1
-    if rule == "weighted":
+    if kstar_rule == "weighted":
         score = (s[:-1] / s.sum()) * r
         return int(np.argmax(score)) + 1
-    raise ConfigError(f"unknown k* rule {rule!r}; choose one of {', '.join(KSTAR_RULES)}")
+    raise ConfigError(f"unknown k* rule {kstar_rule!r}; choose one of {', '.join(KSTAR_RULES)}")
 
 
 def k95(lam: np.ndarray, fraction: float = 0.95) -> int:
@@ -207,10 +209,11 @@ class WindowStats:
         return self.to_dict()
 
 
-def window_stats(G: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
+@renamed_kwargs(rule="kstar_rule")
+def window_stats(G: np.ndarray, kstar_rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
     """All per-window quantities from the (W, W) Gram matrix of one window (W ≥ 2)."""
-    if rule not in KSTAR_RULES:
-        raise ConfigError(f"unknown k* rule {rule!r}; choose one of {', '.join(KSTAR_RULES)}")
+    if kstar_rule not in KSTAR_RULES:
+        raise ConfigError(f"unknown k* rule {kstar_rule!r}; choose one of {', '.join(KSTAR_RULES)}")
     G = np.asarray(G, dtype=np.float64)
     W = G.shape[0]
     if W < 2:
@@ -219,7 +222,7 @@ def window_stats(G: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
     sigma = np.sqrt(lam)
     r = ratios(sigma)
     ks = {name: k_star(sigma, name) for name in KSTAR_RULES}
-    k = ks[rule]
+    k = ks[kstar_rule]
     total = lam.sum()
     if k > 0:
         gap_ratio = float(r[k - 1])
@@ -231,7 +234,7 @@ def window_stats(G: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
         sigma=sigma,
         ratios=r,
         k_star=k,
-        k_star_rule=rule,
+        k_star_rule=kstar_rule,
         gap_ratio=gap_ratio,
         gap=gap,
         g23=float(lam[1] - lam[2]) if W >= 3 else float("nan"),
@@ -246,8 +249,9 @@ def window_stats(G: np.ndarray, rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
     )
 
 
+@renamed_kwargs(rule="kstar_rule")
 def window_series(
-    pairwise: np.ndarray, window: int, rule: str = DEFAULT_KSTAR_RULE
+    pairwise: np.ndarray, window: int, kstar_rule: str = DEFAULT_KSTAR_RULE
 ) -> list[tuple[int, WindowStats]]:
     """Batch analysis of every right-aligned window of W updates from one pairwise matrix.
 
@@ -261,7 +265,7 @@ def window_series(
     prev: WindowStats | None = None
     for t in range(window - 1, T):
         lo = t - window + 1
-        st = window_stats(P[lo : t + 1, lo : t + 1], rule)
+        st = window_stats(P[lo : t + 1, lo : t + 1], kstar_rule)
         if prev is not None:
             tv = turning(P[lo - 1 : t + 1, lo - 1 : t + 1], prev.top_coeffs, st.top_coeffs)
             st = _with_turning(st, tv)

@@ -324,7 +324,7 @@ def jl_study(trajectories: Mapping[str, list[dict[str, Any]]], factors: Sequence
     for name, states in trajectories.items():
         if len(states) < JL_W + 1:
             raise ConfigError(f"the {name} trajectory has {len(states)} states; the JL study needs ≥ {JL_W + 1}")
-        rows += jl_errors(name, states, dims, W=JL_W, families=JL_FAMILIES, seeds=int(seeds), debias=debias,
+        rows += jl_errors(name, states, dims, window=JL_W, families=JL_FAMILIES, seeds=int(seeds), debias=debias,
                           log=(lambda r: log(f"JL {r['trajectory']} {r['family']} d={r['d']}: median "
                                              f"{r['R_median_pct']:.1f}%")) if log else None)
     return [{k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._compat import renamed_kwargs
 from ..errors import ConfigError, StateError
 from ..functional.spectrum import DEFAULT_KSTAR_RULE, WindowStats, turning, window_stats
 
@@ -119,15 +120,16 @@ class SketchWindow:
             raise ConfigError("no sample that far back in the window")
         return int(self.steps[(self.n_samples - 1 - back) % (self._cap + 1)])
 
-    def compute(self, W: int | None = None, rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
+    @renamed_kwargs(rule="kstar_rule")
+    def compute(self, W: int | None = None, kstar_rule: str = DEFAULT_KSTAR_RULE) -> WindowStats:
         """Stats of the last W updates (default ``max_window``), with turning when one more
         update is available."""
         W = self.max_window if W is None else int(W)
         self._check_W(W)
-        st = window_stats(self.gram(W), rule)
+        st = window_stats(self.gram(W), kstar_rule)
         if self.n_updates >= W + 1:
             union = self.union_gram(W)
-            prev = window_stats(union[:W, :W], rule)
+            prev = window_stats(union[:W, :W], kstar_rule)
             st = replace(st, turning=turning(union, prev.top_coeffs, st.top_coeffs))
         return st
 
