@@ -9,14 +9,76 @@ that is random in a run derives from ``seed`` (model initialisation) and ``data_
 from __future__ import annotations
 
 import json
+import math
+import re
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from ..errors import ConfigError
 
 TASKS = ("modular", "multitask", "dyck", "scan", "lm")
 OPTIMIZERS = ("adamw", "sgd", "muon")
+SKETCHES = ("auto", "exact", "fold", "gaussian", "countsketch")
+
+_POSITIVE = msgspec.Meta(ge=1)
+#: bounds of the fields beyond their type (checked by :func:`check_value` with msgspec)
+BOUNDS: dict[str, msgspec.Meta] = {
+    "modulus": msgspec.Meta(ge=2), "train_frac": msgspec.Meta(gt=0, lt=1), "seed": msgspec.Meta(ge=0),
+    "data_seed": msgspec.Meta(ge=0), "lr": msgspec.Meta(gt=0), "weight_decay": msgspec.Meta(ge=0),
+    "momentum": msgspec.Meta(ge=0, lt=1), "batch_size": _POSITIVE, "grad_clip": msgspec.Meta(gt=0),
+    "warmup_steps": msgspec.Meta(ge=0), "steps": _POSITIVE, "eval_every": _POSITIVE,
+    "grok_threshold": msgspec.Meta(ge=0, le=1), "stop_margin": msgspec.Meta(ge=0), "every": _POSITIVE,
+    "sketch_dim": _POSITIVE, "checkpoint_every": msgspec.Meta(ge=0), "threads": _POSITIVE,
+}
+#: fields that take one of a few words
+CHOICES: dict[str, tuple[str, ...]] = {"task": TASKS, "optimizer": OPTIMIZERS, "sketch": SKETCHES}
+
+
+def check_value(value: Any, hint: Any, key: str, meta: msgspec.Meta | None = None) -> Any:
+    """``value`` converted to type ``hint`` (strictly: no ``"1e-3"`` for a float, no ``50.7``
+    for an int, no ``true`` for a number; lists become tuples where the type says so), within
+    ``meta``'s bounds, with every float finite; else ConfigError naming ``key``, the value and
+    what was expected."""
+    typ = _with_meta(hint, meta)
+    try:
+        out = msgspec.convert(value, typ, strict=True)
+    except msgspec.ValidationError as e:
+        m = re.fullmatch(r"(.*?)(?: - at `\$(.*)`)?", str(e), re.S)
+        what, sub = (m.group(1), m.group(2) or "") if m else (str(e), "")
+        raise ConfigError(f"{key}{sub}: {_lower(what.replace('`', ''))} (value: {value!r})") from None
+    for v in _floats(out):
+        if not math.isfinite(v):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return out
+
+
+def _with_meta(hint: Any, meta: msgspec.Meta | None) -> Any:
+    if meta is None:
+        return hint
+    args = typing.get_args(hint)
+    if type(None) in args:  # Optional[X]: the bounds apply to X
+        inner = [a for a in args if a is not type(None)]
+        return Annotated[inner[0], meta] | None if len(inner) == 1 else hint
+    return Annotated[hint, meta]
+
+
+def _lower(msg: str) -> str:
+    return msg[:1].lower() + msg[1:]
+
+
+def _floats(v: Any):
+    if isinstance(v, float):
+        yield v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            yield from _floats(x)
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _floats(x)
 
 
 @dataclass
@@ -51,25 +113,43 @@ class RunConfig:
     selection: str = "attention"  # monitor: preset (all | attention | trunk)
     group_by: str = "none"  # monitor: none | layer | matrix
     gradients: bool = False  # monitor: also the gradient stream (gradient-SED)
-    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"defect": {"every": 100}}
+    probes: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # e.g. {"defect": {"every": 100}}
     alarm: bool = True  # attach the grokking alarm when the probes it needs are present
     checkpoint_every: int = 0  # save parameters every this many steps (0: only the final state)
     threads: int | None = None  # torch intra-op threads (None: leave as is)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        for name in ("steps", "eval_every", "every", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.windows = tuple(int(w) for w in self.windows)
+        """Every field checked against its type and bounds (:func:`check_value`), the word
+        fields against their choices; a ConfigError names the key, the value and what was
+        expected."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            setattr(self, f.name, check_value(getattr(self, f.name), hints[f.name], f.name, BOUNDS.get(f.name)))
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name}: unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
         if not self.windows or min(self.windows) < 2:
-            raise ConfigError(f"monitor windows must be ≥ 2, got {list(self.windows)}")
+            raise ConfigError(f"windows: monitor windows must be ≥ 2, got {list(self.windows)}")
+        for b in self.betas:
+            if not 0 <= b < 1:
+                raise ConfigError(f"betas: each must be in [0, 1), got {list(self.betas)}")
+        for name, opts in self.probes.items():
+            if opts is None:
+                self.probes[name] = {}
+        from ..selection import Selection
+        from ..tasks.modular import OPERATIONS, canonical_op
+
+        try:
+            Selection(preset=self.selection, group_by=self.group_by)  # the preset and grouping are valid
+        except ConfigError as e:
+            raise ConfigError(f"selection/group_by: {e}") from None
+        if self.task in ("modular", "multitask"):
+            for op in self.op.split(",") if self.task == "multitask" else [self.op]:
+                try:
+                    canonical_op(op.strip())
+                except ConfigError:
+                    raise ConfigError(f"op: unknown operation {op.strip()!r}; choose one of "
+                                      f"{', '.join(sorted(OPERATIONS))}") from None
 
     @property
     def effective_data_seed(self) -> int:
@@ -82,30 +162,63 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], where: str | None = None) -> "RunConfig":
+        """A validated config from a mapping of fields; ``where`` (a file, ``--set``) prefixes
+        any error."""
+        try:
+            if not isinstance(data, dict):
+                raise ConfigError(f"the config must be a table/object of fields, got {type(data).__name__}")
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(str(k) for k in set(data) - known)
+            if unknown:
+                raise ConfigError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
+            return cls(**data)
+        except ConfigError as e:
+            if where is None:
+                raise
+            raise ConfigError(f"{where}: {e}") from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "RunConfig":
-        """Load a ``.json`` or ``.toml`` config (top-level keys are the fields above)."""
+    def from_file(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> "RunConfig":
+        """Load a ``.json`` or ``.toml`` config (top-level keys are the fields above), then apply
+        ``overrides`` (``key=value`` strings, the value read as JSON, else as a string). The
+        whole config is validated before anything uses it; errors name the file (or the
+        ``--set`` item), the key, the value and what was expected."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix.lower() == ".toml":
                 import tomllib
 
-                data = tomllib.loads(path.read_text())
+                data = tomllib.loads(text)
             elif path.suffix.lower() == ".json":
-                data = json.loads(path.read_text())
+                data = json.loads(text)
             else:
                 raise ConfigError(f"{path}: config files must be .json or .toml")
         except (ValueError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not a valid config file ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the config must be a table/object of fields")
-        return cls.from_dict(data)
+        cfg = cls.from_dict(data, where=str(path))
+        if not overrides:
+            return cfg
+        merged = cfg.to_dict()
+        for item in overrides:
+            key, value = parse_override(item)
+            merged[key] = value
+            cls.from_dict(merged, where=f"--set {item}")  # name the override that broke it
+        return cls.from_dict(merged, where=f"{path} with --set")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key=value`` → (key, value): the value as JSON (``4000``, ``1e-3``, ``[5, 10]``,
+    ``true``), else the plain string (``adamw``)."""
+    if "=" not in item:
+        raise ConfigError(f"--set takes key=value, got {item!r}")
+    key, raw = (part.strip() for part in item.split("=", 1))
+    if not key:
+        raise ConfigError(f"--set {item}: the key is empty")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw

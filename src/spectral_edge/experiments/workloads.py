@@ -8,14 +8,18 @@ data (the commutator defect, gradient-SED) use the same ``sample_batch`` and ``l
 from __future__ import annotations
 
 from collections.abc import Callable
+import inspect
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
+
+import msgspec
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .config import RunConfig
+from .config import RunConfig, check_value
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -32,13 +36,34 @@ class Workload:
 
 
 def _override(cfg_cls: type, base: Any, overrides: dict[str, Any]) -> Any:
+    """``base`` with ``overrides`` set, each checked against the field's type (``model.<key>``)."""
     known = {f.name for f in fields(cfg_cls)}
     bad = sorted(set(overrides) - known)
     if bad:
         raise ConfigError(f"unknown model options {bad} for {cfg_cls.__name__}; known: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cfg_cls)
     for k, v in overrides.items():
-        setattr(base, k, v)
+        setattr(base, k, check_value(v, hints[k], f"model.{k}", _MODEL_BOUNDS.get(hints[k])))
     return base
+
+
+#: every integer size of a model (layers, widths, heads, lengths) is at least 1
+_MODEL_BOUNDS = {int: msgspec.Meta(ge=1)}
+
+
+def _task_options(fn: Callable[..., Any], opts: dict[str, Any], fixed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``opts`` checked against the keyword arguments of the task generator ``fn`` (names and
+    annotated types), as ``task_options.<key>``; ``fixed`` are set by the runner itself."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+    allowed = [n for n, p in sig.parameters.items()
+               if n not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    out = {}
+    for k, v in opts.items():
+        if k not in allowed:
+            raise ConfigError(f"task_options: unknown option {k!r} for {fn.__name__}; known: {', '.join(allowed) or 'none'}")
+        out[k] = check_value(v, hints[k], f"task_options.{k}") if k in hints else v
+    return out
 
 
 @torch.no_grad()
@@ -63,7 +88,7 @@ def _modular(cfg: RunConfig) -> Workload:
     from ..tasks.modular import make_modular, sample_batch
 
     data = make_modular(cfg.op, p=cfg.modulus, train_frac=cfg.train_frac, seed=cfg.effective_data_seed,
-                        **cfg.task_options)
+                        **_task_options(make_modular, cfg.task_options, ("op", "p", "train_frac", "seed")))
     mcfg = _override(TransformerConfig, TransformerConfig.modular(cfg.modulus), cfg.model)
     model = GrokTransformer(mcfg)
 
@@ -87,7 +112,8 @@ def _multitask(cfg: RunConfig) -> Workload:
 
     ops = tuple(o.strip() for o in cfg.op.split(",") if o.strip())
     data = make_multitask_modular(ops, p=cfg.modulus, train_frac=cfg.train_frac, seed=cfg.effective_data_seed,
-                                  **cfg.task_options)
+                                  **_task_options(make_multitask_modular, cfg.task_options,
+                                                  ("ops", "p", "train_frac", "seed")))
     mcfg = _override(TransformerConfig, TransformerConfig.modular(cfg.modulus, tasks=data.ops), cfg.model)
     model = MultitaskTransformer(mcfg)
 
@@ -120,7 +146,7 @@ def _dyck(cfg: RunConfig) -> Workload:
     from ..tasks.dyck import make_dyck
     from ..tasks.modular import sample_batch
 
-    data = make_dyck(seed=cfg.effective_data_seed, **cfg.task_options)
+    data = make_dyck(seed=cfg.effective_data_seed, **_task_options(make_dyck, cfg.task_options, ("seed",)))
     mcfg = _override(TransformerConfig, TransformerConfig.dyck(data.ctx_len, data.n_classes), cfg.model)
     model = GrokTransformer(mcfg)
 
@@ -142,7 +168,7 @@ def _scan(cfg: RunConfig) -> Workload:
     from ..tasks.modular import sample_batch
     from ..tasks.scan import exact_match, make_scan
 
-    opts = {"n_test": 1000, **cfg.task_options}
+    opts = {"n_test": 1000, **_task_options(make_scan, cfg.task_options, ("seed",))}
     data = make_scan(seed=cfg.effective_data_seed, **opts)
     mcfg = _override(Seq2SeqConfig, Seq2SeqConfig(), cfg.model)
     model = Seq2SeqTransformer(mcfg)
@@ -170,8 +196,8 @@ def _lm(cfg: RunConfig) -> Workload:
     from ..tasks.lm import lm_batch, make_story_corpus
 
     opts = dict(cfg.task_options)
-    block = int(opts.pop("block_size", 64))
-    corpus = make_story_corpus(seed=cfg.effective_data_seed, **opts)
+    block = check_value(opts.pop("block_size", 64), int, "task_options.block_size", msgspec.Meta(ge=2))
+    corpus = make_story_corpus(seed=cfg.effective_data_seed, **_task_options(make_story_corpus, opts, ("seed",)))
     mcfg = _override(GPTConfig, GPTConfig(vocab_size=corpus.vocab_size, block_size=block), cfg.model)
     model = TinyGPT(mcfg)
     eval_gen_seed = cfg.effective_data_seed + 1
