@@ -305,3 +305,11 @@ def test_run_thesis_without_lr_or_parameters(tmp_path):
     rep = run_thesis(path)
     assert rep.lr_source == "none" and rep.bbp is None
     assert set(rep.regime_counts) == {"unknown"} and len(rep.notes) == 2
+
+
+def test_gap_maximality_on_a_rank_deficient_window_ignores_the_undefined_ratio():
+    s = np.array([10.0, 9.0, 3.0, 2.9, 2.8, 0.0])  # one zero update: σ_6 = 0, r_5 undefined
+    g = gap_maximality(s)
+    assert g.k_star == 2 and g.is_maximal and np.isclose(g.ratio, 3.0)
+    full = gap_maximality(np.array([10.0, 9.0, 3.0, 2.9, 2.8]))
+    assert (g.k_star, g.ratio) == (full.k_star, full.ratio)

@@ -343,3 +343,20 @@ def test_probes_get_a_read_only_context_not_the_monitor():
     with pytest.raises(dataclasses.FrozenInstanceError):
         b.step = 5
     assert [r["n"] for r in mon.rows if r["kind"] == "probe"] == [float(len(mon.updates.groups))] * 2
+
+
+def test_state_bytes_is_what_a_checkpoint_gets_and_the_documented_costs_hold():
+    # issue 13 item 14: the exact window chosen by sketch="auto" is saved whole with every
+    # checkpoint, about 24× the float32 weights at W = 10; fold stays ~14 KB per stream
+    model = torch.nn.Sequential(torch.nn.Linear(100, 200), torch.nn.Linear(200, 100))  # 40,300 parameters
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    for sketch, grads in [("auto", False), ("auto", True), ("fold", False), ("fold", True)]:
+        mon = Monitor(model, windows=(10,), sketch=sketch, gradients=grads)
+        buf = io.BytesIO()
+        torch.save(mon.state_dict(), buf)
+        assert 0 <= buf.tell() - mon.state_bytes < 16 << 10  # the file: the state and a few KB
+        if sketch == "auto":
+            assert mon.config.sketch.family == "exact"
+            assert mon.state_bytes / weights == pytest.approx(24 * (2 if grads else 1), rel=0.01)
+        else:
+            assert mon.state_bytes < 15_000 * (2 if grads else 1)

@@ -157,7 +157,7 @@ def test_fold_bucket_count_must_be_prime_and_configs_validated():
         SketchSpec(family="fold", buckets=4096)
     with pytest.raises(ConfigError, match="unknown sketch family"):
         SketchSpec(family="srht")
-    with pytest.raises(ConfigError, match="dimension"):
+    with pytest.raises(ConfigError, match="sketch dimension"):
         SketchSpec(family="gaussian", dim=0)
     with pytest.raises(ConfigError, match="layout"):
         SketchSpec(family="exact").build()
@@ -185,3 +185,34 @@ def test_sketch_rows_equals_one_vector_at_a_time(fam):
     batch = sk.sketch_rows(rows)
     one = torch.stack([sk({n: v[t] for n, v in rows.items()}) for t in range(4)])
     torch.testing.assert_close(batch, one, rtol=1e-12, atol=1e-12 * float(one.abs().max()))
+
+
+@pytest.mark.parametrize("family", ["fold", "gaussian", "countsketch", "exact"])
+@pytest.mark.parametrize("dim", [0, -3, 2.5, True, "100"])
+def test_a_sketch_dimension_that_is_not_a_whole_number_above_zero_is_refused(family, dim):
+    # issue 13 item 10: no silent default, no silent truncation; the message names the option
+    with pytest.raises(ConfigError, match=r"sketch dimension \(dim, --sketch-dim\).*" + repr(dim).replace(".", r"\.")):
+        SketchSpec(family, dim=dim)
+
+
+@pytest.mark.parametrize("family", ["fold", "gaussian", "countsketch", "exact"])
+@pytest.mark.parametrize("buckets", [0, -7, 3.0])
+def test_a_bucket_count_below_one_is_refused_for_every_family(family, buckets):
+    with pytest.raises(ConfigError, match=r"buckets \(buckets, --buckets\)"):
+        SketchSpec(family, buckets=buckets)
+
+
+def test_exact_sketch_reports_no_projection_dimension():
+    # the exact sketch keeps every parameter: no d to report (it used to say "dim": 100)
+    spec = SketchSpec("exact")
+    assert spec.dim is None and spec.to_dict()["dim"] is None
+    assert SketchSpec("exact", dim=40) == spec == SketchSpec(**spec.to_dict())
+    assert SketchSpec("fold", dim=40).to_dict()["dim"] == 40
+    assert spec.build({"a": 7, "b": 3}).dim == 10  # the built sketch's length: the parameter count
+
+
+def test_working_memory_of_each_family():
+    assert SketchSpec("fold", dim=100).working_bytes() >= 16381 * 100 * 8  # the B×d projection
+    assert SketchSpec("gaussian", dim=100).working_bytes() >= 4096 * 100 * 8  # one block of G
+    assert SketchSpec("countsketch", dim=100).working_bytes() < 8 << 20
+    assert SketchSpec("exact").working_bytes() == 0

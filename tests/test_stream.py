@@ -154,3 +154,66 @@ def test_offline_engine_monitor_and_shards_give_identical_sketches(tmp_path, fam
     for a, b in zip(last, sharded.rows()):
         assert a["group"] == b["group"] and a["window"] == b["window"]
         np.testing.assert_allclose([a[f"sigma_{j}"] for j in (1, 2)], [b[f"sigma_{j}"] for j in (1, 2)], rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------- settings (issue 13 item 10)
+def test_default_sketch_refuses_zero_instead_of_defaulting():
+    from spectral_edge.stream.analyzer import default_sketch
+
+    assert default_sketch((5, 10)).dim == 100 and default_sketch((5, 10), dim=None, buckets=None).buckets == 16381
+    with pytest.raises(ConfigError, match=r"sketch dimension \(dim, --sketch-dim\) must be a whole number ≥ 1, got 0"):
+        default_sketch((10,), dim=0)
+    with pytest.raises(ConfigError, match=r"buckets \(buckets, --buckets\) must be a whole number ≥ 1, got 0"):
+        default_sketch((10,), buckets=0)
+    with pytest.raises(ConfigError, match="got -4"):
+        default_sketch((10,), "countsketch", dim=-4)
+
+
+@pytest.mark.parametrize("windows, spec, what", [
+    ((10**8,), None, "W = 100000000"),  # d = 10·W by default
+    ((10,), SketchSpec("fold", dim=10**8), "d = 100000000"),  # the fold's B×d projection alone is 12 TiB
+    ((10,), SketchSpec("gaussian", dim=10**7), "d = 10000000"),
+    ((10**5,), SketchSpec("countsketch", dim=100), "W = 100000"),
+])
+def test_an_absurd_window_or_dimension_is_refused_at_once_with_its_cost(windows, spec, what, monkeypatch):
+    import torch as _torch
+
+    def _no_allocation(*a, **k):  # the refusal is arithmetic: nothing may be allocated first
+        raise AssertionError("allocated before refusing")
+
+    for fn in ("zeros", "empty", "full", "randn", "ones"):
+        monkeypatch.setattr(_torch, fn, _no_allocation)
+    with pytest.raises(ConfigError, match=r"would need [0-9.e+]+ [KMGTP]iB.*limit is 8 GiB") as err:
+        AnalysisConfig(windows=windows, sketch=spec)
+    assert what in str(err.value) and "--window" in str(err.value) and "--sketch-dim" in str(err.value)
+
+
+def test_the_analyzer_counts_every_group_and_the_exact_parameter_count():
+    from spectral_edge.stream.window import STATE_LIMIT_BYTES
+
+    # d = 10⁷ fits once (0.9 GiB of window + 0.4 GiB of one gaussian block) but not for 12 groups
+    cfg = AnalysisConfig(windows=(10,), sketch=SketchSpec("countsketch", dim=10**7), selection=Selection(group_by="layer"))
+    shapes = {f"layers.{i}.w": ((3, 3), torch.float32) for i in range(12)}
+    with pytest.raises(ConfigError, match=r"13 groups.*would need [0-9.]+ GiB"):
+        TrajectoryAnalyzer(cfg, shapes)
+    # exact: d is the parameter count
+    big = {"w": ((10**8,), torch.float32)}
+    with pytest.raises(ConfigError, match=r"exact sketch.*100,000,000 parameters.*--sketch fold"):
+        TrajectoryAnalyzer(AnalysisConfig(windows=(10,), sketch=SketchSpec("exact")), big)
+    assert STATE_LIMIT_BYTES == 8 << 30
+
+
+def test_an_exact_analyzer_state_saved_with_dim_100_still_loads():
+    # before issue 13 the exact spec said "dim": 100 in its config; such saved states resume
+    an = _analyzer("exact")
+    for i in range(3):
+        an.push(i, _tensors(i).items())
+    state = an.state_dict()
+    assert state["config"]["sketch"]["dim"] is None
+    state["config"]["sketch"]["dim"] = 100
+    again = _analyzer("exact")
+    again.load_state_dict(state)
+    np.testing.assert_equal(again.rows(), an.rows())  # NaN == NaN here
+    state["config"]["sketch"]["family"] = "fold"
+    with pytest.raises(Exception, match="different configuration"):
+        _analyzer("exact").load_state_dict(state)

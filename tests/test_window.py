@@ -133,3 +133,28 @@ def test_vector_mode_analyses_pushed_vectors_directly():
     np.testing.assert_allclose(st.sigma, ref.sigma, rtol=1e-10)
     assert st.turning == pytest.approx(ref.turning, rel=1e-8)
     assert win.n_updates == 12 and win.step(4) == 7
+
+
+@pytest.mark.parametrize("d, W", [(10**9, 10), (100, 10**8), (10**7, 10**4)])
+def test_an_absurd_window_is_refused_before_allocating_with_its_cost(d, W, monkeypatch):
+    import torch as _torch
+
+    def _no_allocation(*a, **k):  # the refusal is arithmetic: nothing may be allocated first
+        raise AssertionError("allocated before refusing")
+
+    for fn in ("zeros", "empty", "full", "randn", "ones"):
+        monkeypatch.setattr(_torch, fn, _no_allocation)
+    from spectral_edge.stream.window import STATE_LIMIT_BYTES, window_state_bytes
+
+    need = window_state_bytes(W, d)
+    assert need == 8 * d + 8 * (W + 1) * d + 8 * (W + 1) ** 2 + 8 * (W + 2) > STATE_LIMIT_BYTES
+    with pytest.raises(ConfigError, match=r"would need [0-9.e+]+ [KMGTP]iB.*limit is 8 GiB") as err:
+        SketchWindow(d, W)
+    assert f"W = {W}" in str(err.value) and f"d = {d}" in str(err.value)
+
+
+def test_window_state_bytes_is_what_a_window_keeps():
+    from spectral_edge.stream.window import window_state_bytes
+
+    for d, W in [(100, 10), (7, 2), (200, 20)]:
+        assert window_state_bytes(W, d) == SketchWindow(d, W).nbytes()

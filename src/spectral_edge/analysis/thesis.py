@@ -42,6 +42,7 @@ decade on either side of A = 1; no public reference fixes these numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,18 +289,21 @@ class GapMaximality:
 
 
 def gap_maximality(sigma: Any, k: int | None = None, candidates: str = "floor") -> GapMaximality:
-    """``r_{k*} ≥ r_j`` for all candidates j (``floor``: σ_j > (1 + 2W^{−2/3})·σ_noise, plus j = 1; ``all``: j ≤ W−1)."""
+    """``r_{k*} ≥ r_j`` for all candidates j (``floor``: σ_j > ρ_r·σ_noise over the r nonzero σ,
+    plus j = 1; ``all``: j ≤ W−1); ratios with a zero denominator are undefined and never candidates."""
     s = np.sort(np.asarray(sigma, dtype=np.float64))[::-1]
-    r = sp.ratios(s)
-    if r.size == 0 or not np.all(np.isfinite(r)):
+    r = sp.ratios(s)  # NaN where σ_{j+1} is zero (a rank-deficient window): never a candidate
+    defined = np.isfinite(r)
+    if r.size == 0 or not np.all(np.isfinite(s)) or not defined.any():
         return GapMaximality(0, float("nan"), None, float("nan"), float("nan"), False, 0)
     if candidates == "floor":
-        cand = s[:-1] > sp.ratio_floor(s.size) * sp.noise_floor(s)
+        cand = s[:-1] > sp.floor_threshold(s)
         cand[0] = True
     elif candidates == "all":
         cand = np.ones(r.size, dtype=bool)
     else:
         raise ConfigError(f"candidates must be 'floor' or 'all', got {candidates!r}")
+    cand &= defined
     kk = sp.k_star(s, "floor" if candidates == "floor" else "argmax") if k is None else int(k)
     if not 1 <= kk <= r.size:
         raise ConfigError(f"k* = {kk} is outside 1…{r.size}")
@@ -473,6 +477,8 @@ def run_thesis(data: Any, window: int | None = None, group: str | None = None, *
     steps = df["step"].to_numpy(dtype=np.int64)
     notes: list[str] = []
     if lr is not None:
+        if not (math.isfinite(float(lr)) and float(lr) > 0):
+            raise ConfigError(f"--lr must be a finite learning rate > 0, got {lr}")
         eta = np.full(steps.size, float(lr))
         lr_source = "flag"
     else:
@@ -480,11 +486,14 @@ def run_thesis(data: Any, window: int | None = None, group: str | None = None, *
         if lrs is None:
             eta = np.full(steps.size, np.nan)
             lr_source = "none"
-            notes.append("no learning rate logged: A is undefined (pass --lr)")
+            notes.append("no learning rate logged: A is undefined; give one with --lr 1e-3 (a constant η), "
+                         "or --val FILE.csv with columns step,lr, or log it in the history (Monitor.log(lr=...))")
         else:
             eta = values_at(lrs, steps)
             lr_source = "log"
-    P = n_parameters or data.n_parameters
+    if n_parameters is not None and int(n_parameters) < 1:
+        raise ConfigError(f"--n-parameters must be a parameter count ≥ 1, got {n_parameters}")
+    P = data.n_parameters if n_parameters is None else int(n_parameters)
     if P is None:
         notes.append("number of parameters unknown: BBP threshold skipped (pass --n-parameters)")
     elif g != "all" and n_parameters is None:

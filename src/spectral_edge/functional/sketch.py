@@ -75,6 +75,10 @@ DEFAULT_FOLD_BUCKETS = 16381  # prime
 #: At most this many fold chunk signs are cached per sketch (32 MB; P/B for P = 68·10⁹).
 SIGN_CACHE_ENTRIES = 1 << 22
 _KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+#: Default blocks: fold's upcast buffer (elements), gaussian's rows of G, countsketch's draws.
+_FOLD_BLOCK_ELEMS = 1 << 20
+_GAUSSIAN_BLOCK = 4096
+_COUNT_BLOCK = 1 << 16
 
 
 def _is_prime(n: int) -> bool:
@@ -230,7 +234,7 @@ class FoldSketch(Sketch):
         seed: int = 0,
         buckets: int = DEFAULT_FOLD_BUCKETS,
         accum_dtype: str = "float64",
-        block_elems: int = 1 << 20,
+        block_elems: int = _FOLD_BLOCK_ELEMS,
     ):
         super().__init__(dim, seed, accum_dtype)
         if int(buckets) < 2:
@@ -440,7 +444,7 @@ class GaussianSketch(_BlockedSketch):
     family = "gaussian"
     label = "gaussian"
 
-    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block: int = 4096):
+    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block: int = _GAUSSIAN_BLOCK):
         super().__init__(dim, seed, accum_dtype, block)
         self._scale = 1.0 / math.sqrt(self.dim)
 
@@ -471,7 +475,7 @@ class CountSketch(_BlockedSketch):
     family = "countsketch"
     label = "countsketch"
 
-    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block: int = 1 << 16):
+    def __init__(self, dim: int = 100, seed: int = 0, accum_dtype: str = "float64", block: int = _COUNT_BLOCK):
         super().__init__(dim, seed, accum_dtype, block)
 
     def _draw(self, gen: torch.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -484,17 +488,28 @@ class CountSketch(_BlockedSketch):
         acc.index_add_(0, buckets[lo:hi].to(acc.device), x * signs[lo:hi].to(device=acc.device, dtype=acc.dtype))
 
 
+def _whole(value: Any, what: str) -> int:
+    """``value`` as an int ≥ 1, or a ConfigError naming ``what`` (no truncation, no default)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise ConfigError(f"{what} must be a whole number ≥ 1, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class SketchSpec:
     """A serialisable description of a sketch; ``build(layout)`` makes the object.
 
     ``family``: one of ``exact``, ``fold`` (default), ``gaussian``, ``countsketch``.
-    ``dim``: output dimension d (ignored by ``exact``; the papers use d = 10·W).
-    ``buckets``: fold's B (a prime; default 16381). ``accum_dtype``: ``float64`` (default).
+    ``dim``: output dimension d, a whole number ≥ 1 (the papers use d = 10·W). The exact
+    sketch has no projection: its d is the parameter count of the layout it is built for,
+    so its ``dim`` is None (a value given is checked, then dropped).
+    ``buckets``: fold's B (a prime; default 16381), ≥ 1 for every family.
+    ``accum_dtype``: ``float64`` (default). Values are never truncated or replaced by a
+    default: 0, negatives, fractions and strings are a ConfigError naming the option.
     """
 
     family: str = DEFAULT_FAMILY
-    dim: int = 100
+    dim: int | None = 100
     seed: int = 0
     buckets: int = DEFAULT_FOLD_BUCKETS
     accum_dtype: str = "float64"
@@ -504,10 +519,15 @@ class SketchSpec:
             raise ConfigError(
                 f"unknown sketch family {self.family!r}; choose one of {', '.join(SKETCH_FAMILIES)}"
             )
-        if self.family != "exact" and int(self.dim) < 1:
-            raise ConfigError(f"sketch dimension must be ≥ 1, got {self.dim}")
-        if self.family == "fold" and not _is_prime(int(self.buckets)):
-            raise ConfigError(f"fold sketch: buckets must be a prime number, got {self.buckets}")
+        if self.family == "exact":
+            if self.dim is not None:
+                _whole(self.dim, "the sketch dimension (dim, --sketch-dim)")
+            object.__setattr__(self, "dim", None)
+        else:
+            object.__setattr__(self, "dim", _whole(self.dim, "the sketch dimension (dim, --sketch-dim)"))
+        object.__setattr__(self, "buckets", _whole(self.buckets, "the number of fold buckets (buckets, --buckets)"))
+        if self.family == "fold" and not _is_prime(self.buckets):
+            raise ConfigError(f"fold sketch: buckets (--buckets) must be a prime number, got {self.buckets}")
         _dtype(self.accum_dtype)
 
     def build(self, layout: Mapping[str, int] | None = None) -> Sketch:
@@ -516,11 +536,28 @@ class SketchSpec:
             if layout is None:
                 raise ConfigError("the exact sketch needs the parameter layout")
             return ExactSketch(layout, self.seed, self.accum_dtype)
+        assert self.dim is not None
         if self.family == "fold":
             return FoldSketch(self.dim, self.seed, self.buckets, self.accum_dtype)
         if self.family == "gaussian":
             return GaussianSketch(self.dim, self.seed, self.accum_dtype)
         return CountSketch(self.dim, self.seed, self.accum_dtype)
 
+    def working_bytes(self) -> int:
+        """Bytes the built sketch allocates besides its accumulator and the window: fold's
+        B×d float64 projection (13 MB at B = 16381, d = 100) and its block buffers;
+        gaussian's block of G (4096×d float32, and its float64 copy); countsketch's block of
+        draws; nothing for exact (its accumulator is the parameter count, counted with the
+        window). For refusing absurd settings before anything is allocated."""
+        if self.family == "exact":
+            return 0
+        d = int(self.dim or 0)
+        if self.family == "fold":
+            return self.buckets * d * 8 + _FOLD_BLOCK_ELEMS * 8 + 3 * self.buckets * 8
+        if self.family == "gaussian":
+            return _GAUSSIAN_BLOCK * d * (4 + 8)
+        return _COUNT_BLOCK * 3 * 8
+
     def to_dict(self) -> dict[str, Any]:
+        """Plain fields; the exact sketch's ``dim`` is None (no projection)."""
         return asdict(self)

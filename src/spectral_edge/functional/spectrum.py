@@ -5,7 +5,15 @@ never from the updates themselves, so the same code serves the exact window, a s
 window, and any W cut out of one matrix of all pairwise inner products.
 
 Conventions: σ are sorted descending, indices in results are 1-based like the papers
-(k* = 2 means "two signal modes"). ``k_star == 0`` means "undefined" (an all-zero window).
+(k* = 2 means "two signal modes"). ``k_star == 0`` means "undefined" (fewer than two
+nonzero σ: an all-zero window, or one with a single nonzero update).
+
+Rank-deficient windows (a duplicated checkpoint, a step where the optimizer changed
+nothing) have σ_W = 0 exactly; from the eigenvalues of a Gram matrix it comes out as rounding
+noise, so σ below :func:`rank_tolerance` are set to exactly 0, a ratio with a zero
+denominator is undefined (NaN) and never the edge, and every rule works on the nonzero part
+of the spectrum: a window with one zero update gives the k*, gap ratio and noise floor of
+the window of its W−1 nonzero updates.
 """
 
 from __future__ import annotations
@@ -22,9 +30,37 @@ KStarRule = Literal["argmax", "floor", "weighted"]
 KSTAR_RULES: tuple[str, ...] = ("argmax", "floor", "weighted")
 DEFAULT_KSTAR_RULE: KStarRule = "floor"
 
-# σ below this fraction of σ_1 is treated as exactly zero when forming ratios, so a
-# rank-deficient window gives a finite (huge) ratio instead of inf/nan.
-_REL_TINY = 1e-12
+#: Safety factor over numpy.linalg.matrix_rank's default tolerance (applied to the Gram).
+RANK_TOL_FACTOR = 10.0
+
+
+def rank_tolerance(lam_max: float, W: int) -> float:
+    """Eigenvalues of a (W, W) Gram at or below ``tol_λ = 10·W·eps·λ_max`` are zero.
+
+    eigh is backward stable: each computed λ carries an absolute error of order
+    ``eps·λ_max`` (times a small function of W), so an exactly zero update comes out as
+    |λ_W| ≈ eps·λ_max (measured: at most 4·eps·λ_max for W ≤ 100) and its σ_W = sqrt(λ_W) as
+    ~1e-8·σ_1, which made σ_{W−1}/σ_W ~ 1e7. This is numpy.linalg.matrix_rank's default
+    ``tol = S.max()·max(M, N)·eps`` applied to the Gram (whose singular values are the λ),
+    with a safety factor of 10. On the σ scale: σ_j ≤ σ_1·sqrt(10·W·eps), i.e. 1.5e-7·σ_1
+    at W = 10 — far below any ratio of real update windows, and below what the Gram can
+    resolve at all.
+    """
+    return RANK_TOL_FACTOR * int(W) * float(np.finfo(np.float64).eps) * float(lam_max)
+
+
+def _sigma_tol(s: np.ndarray) -> float:
+    """:func:`rank_tolerance` on the σ scale for a descending spectrum ``s``."""
+    return float(np.sqrt(rank_tolerance(float(np.max(s)) ** 2, s.size))) if s.size else 0.0
+
+
+def effective_rank(sigma: np.ndarray) -> int:
+    """Number of σ above the rank tolerance (σ_j > σ_1·sqrt(10·W·eps)); 0 for an all-zero
+    or non-finite spectrum."""
+    s = np.asarray(sigma, dtype=np.float64)
+    if s.size == 0 or not np.all(np.isfinite(s)) or np.max(s) <= 0:
+        return 0
+    return int(np.count_nonzero(s > _sigma_tol(s)))
 
 
 def gram(deltas: np.ndarray) -> np.ndarray:
@@ -40,7 +76,8 @@ def eig_gram(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(lam (W,), U (W, W))`` with ``G ≈ U diag(λ) Uᵀ``; column j of U is the
     coefficient vector of mode j over the window's updates. Each column's sign is fixed so
-    that its largest-magnitude entry is positive (deterministic output).
+    that its largest-magnitude entry is positive (deterministic output). Eigenvalues at or
+    below :func:`rank_tolerance` (rounding noise of a rank-deficient window) are exactly 0.
     """
     G = np.asarray(G, dtype=np.float64)
     if G.ndim != 2 or G.shape[0] != G.shape[1]:
@@ -51,6 +88,7 @@ def eig_gram(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lam, U = np.linalg.eigh(Gs)
     order = np.argsort(lam)[::-1]
     lam = np.clip(lam[order], 0.0, None)
+    lam[lam <= rank_tolerance(lam[0], lam.size)] = 0.0
     U = U[:, order]
     flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
     flip[flip == 0] = 1.0
@@ -65,28 +103,39 @@ def singular_values(G: np.ndarray) -> np.ndarray:
 def ratios(sigma: np.ndarray) -> np.ndarray:
     """``r_j = σ_j / σ_{j+1}`` for j = 1…W−1, shape (W−1,).
 
-    A zero denominator is replaced by ``1e-12·σ_1`` (finite, huge ratio); an all-zero
-    spectrum gives all-NaN ratios.
+    A ratio whose denominator is zero (σ_{j+1} at or below the rank tolerance, see
+    :func:`effective_rank`) is undefined: NaN. An all-zero or non-finite spectrum gives
+    all-NaN ratios.
     """
     s = np.asarray(sigma, dtype=np.float64)
     if s.size < 2:
         return np.empty(0)
-    if s[0] <= 0:
-        return np.full(s.size - 1, np.nan)
-    den = np.maximum(s[1:], _REL_TINY * s[0])
-    return s[:-1] / den
+    out = np.full(s.size - 1, np.nan)
+    if effective_rank(s) >= 2:
+        den = s[1:]
+        np.divide(s[:-1], den, out=out, where=den > _sigma_tol(s))
+    return out
 
 
 def noise_floor(sigma: np.ndarray) -> float:
-    """Noise level ``σ_noise = sqrt(mean λ_j over the lower half j > ⌊W/2⌋)``."""
+    """Noise level ``σ_noise = sqrt(mean λ_j over the lower half j > ⌊r/2⌋)`` of the r
+    nonzero σ (r = W for a full-rank window): a zero update adds no noise mode."""
     s = np.asarray(sigma, dtype=np.float64)
-    lower = s[s.size // 2 :]
+    r = effective_rank(s) if s.size and np.all(np.isfinite(s)) else s.size
+    lower = s[r // 2 : r]
     return float(np.sqrt(np.mean(lower**2))) if lower.size else 0.0
 
 
 def ratio_floor(W: int) -> float:
     """Marchenko–Pastur/Tracy–Widom scale of adjacent ratios in pure noise: ``1 + 2·W^(−2/3)``."""
     return 1.0 + 2.0 * float(W) ** (-2.0 / 3.0)
+
+
+def floor_threshold(sigma: np.ndarray) -> float:
+    """The floor rule's threshold ``ρ_r·σ_noise`` over the r nonzero σ (r = W when full rank)."""
+    s = np.asarray(sigma, dtype=np.float64)
+    r = effective_rank(s)
+    return ratio_floor(r) * noise_floor(s) if r else 0.0
 
 
 @renamed_kwargs(rule="kstar_rule")
@@ -98,23 +147,27 @@ def k_star(sigma: np.ndarray, kstar_rule: str = DEFAULT_KSTAR_RULE) -> int:
       ``{j : σ_j > ρ_W·σ_noise} ∪ {1}`` with ``ρ_W = 1 + 2W^(−2/3)`` and ``σ_noise`` from
       :func:`noise_floor`. The last candidate's ratio is the signal/noise boundary itself.
     - ``weighted``: ``k* = argmax_j (σ_j/Σσ)·(σ_j/σ_{j+1})``.
+
+    Every rule looks only at the defined ratios, those of the r nonzero σ (see
+    :func:`ratios`), with W replaced by r in ρ_W: a window with a zero update gets the edge
+    of its nonzero updates, never the rank boundary σ_r/0. Fewer than two nonzero σ: 0.
     """
     s = np.asarray(sigma, dtype=np.float64)
     r = ratios(s)
-    if r.size == 0 or not np.all(np.isfinite(r)):
+    ok = np.isfinite(r)
+    if r.size == 0 or not ok.any():
         return 0
     if kstar_rule == "argmax":
-        return int(np.argmax(r)) + 1
-    if kstar_rule == "floor":
-        thr = ratio_floor(s.size) * noise_floor(s)
-        cand = s[:-1] > thr
+        score = r
+    elif kstar_rule == "floor":
+        cand = s[:-1] > floor_threshold(s)
         cand[0] = True
-        masked = np.where(cand, r, -np.inf)
-        return int(np.argmax(masked)) + 1
-    if kstar_rule == "weighted":
+        score = np.where(cand, r, -np.inf)
+    elif kstar_rule == "weighted":
         score = (s[:-1] / s.sum()) * r
-        return int(np.argmax(score)) + 1
-    raise ConfigError(f"unknown k* rule {kstar_rule!r}; choose one of {', '.join(KSTAR_RULES)}")
+    else:
+        raise ConfigError(f"unknown k* rule {kstar_rule!r}; choose one of {', '.join(KSTAR_RULES)}")
+    return int(np.argmax(np.where(ok, score, -np.inf))) + 1
 
 
 def k95(lam: np.ndarray, fraction: float = 0.95) -> int:

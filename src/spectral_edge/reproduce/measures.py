@@ -53,16 +53,21 @@ def kstar_distribution(values: Sequence[Any]) -> dict[str, Any]:
 
 
 def modes_above_floor(rows: Any, W: int) -> list[int]:
-    """Per window: how many σ_j (j < W) exceed the floor rule's threshold ρ_W·σ_noise (METHODS §2). Zero
-    means no mode stands out of the noise, and the floor rule's k* = 1 is then a default, not a mode."""
-    from ..functional.spectrum import ratio_floor
+    """Per window: how many σ_j (j < W) exceed the floor rule's threshold ρ_r·σ_noise (METHODS §2; r: the
+    nonzero σ, r = W for a full-rank window). Zero means no mode stands out of the noise, and the floor
+    rule's k* = 1 is then a default, not a mode."""
+    import numpy as np
 
-    rho = ratio_floor(W)
+    from ..functional.spectrum import floor_threshold
+
     out = []
     for _, r in rows.iterrows():
-        thr = rho * float(r["noise_floor"])
-        out.append(sum(1 for j in range(1, W) if _finite(r.get(f"sigma_{j}")) is not None
-                       and float(r[f"sigma_{j}"]) > thr))
+        sig = np.array([_finite(r.get(f"sigma_{j}")) for j in range(1, W + 1)], dtype=float)
+        if not np.all(np.isfinite(sig)):
+            out.append(0)
+            continue
+        thr = floor_threshold(sig)
+        out.append(int(np.count_nonzero(sig[: W - 1] > thr)))
     return out
 
 

@@ -23,7 +23,7 @@ from ..functional.sketch import DEFAULT_FOLD_BUCKETS, SketchSpec
 from ..functional.spectrum import DEFAULT_KSTAR_RULE, KSTAR_RULES
 from ..selection import Selection, normalize_name
 from .sampler import GroupSketcher, Item
-from .window import SketchWindow
+from .window import STATE_LIMIT_BYTES, SketchWindow, format_bytes, window_state_bytes
 
 Row = dict[str, Any]
 
@@ -42,9 +42,17 @@ def default_sketch(windows: Sequence[int], family: str = "fold", *, dim: int | N
                    buckets: int | None = None) -> SketchSpec:
     """The sketch used when none is given: ``family`` (fold) with d = 10·max W unless ``dim``
     is given, seed 0 unless ``seed`` is. The CLI, the Monitor and the experiment runner all
-    resolve their defaults here, so the same windows give the same d everywhere."""
-    return SketchSpec(family, dim=int(dim) if dim else default_dim(windows), seed=int(seed),
-                      buckets=int(buckets) if buckets else DEFAULT_FOLD_BUCKETS)
+    resolve their defaults here, so the same windows give the same d everywhere.
+
+    Only None means "the default": a ``dim`` or ``buckets`` of 0 (or any value that is not a
+    whole number ≥ 1) is a ConfigError naming the option, never replaced silently; so is a
+    ``dim`` or ``buckets`` given for the exact sketch, which has neither."""
+    if family == "exact" and (dim is not None or buckets is not None):
+        what = "--sketch-dim" if dim is not None else "--buckets"
+        raise ConfigError(f"{what} does not apply to the exact sketch (it keeps every parameter); "
+                          "drop it or choose a projection (--sketch fold)")
+    return SketchSpec(family, dim=default_dim(windows) if dim is None else dim, seed=int(seed),
+                      buckets=DEFAULT_FOLD_BUCKETS if buckets is None else buckets)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,27 @@ class AnalysisConfig:
             object.__setattr__(self, "sketch", default_sketch(ws))
         if self.kstar_rule not in KSTAR_RULES:
             raise ConfigError(f"unknown k* rule {self.kstar_rule!r}; choose one of {', '.join(KSTAR_RULES)}")
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse, before anything is read or allocated, a window whose state alone (one group)
+        and the sketch's working memory exceed STATE_LIMIT_BYTES (the exact sketch's d, the
+        parameter count, is checked by the analyzer once it is known)."""
+        W, sk = self.windows[-1], self.sketch
+        d = sk.dim if sk.dim is not None else 1
+        state, work = window_state_bytes(W, d), sk.working_bytes()
+        if state + work <= STATE_LIMIT_BYTES:
+            return
+        if sk.dim is None:  # exact: d is the parameter count, not known yet; (W+1)² alone is too much
+            raise ConfigError(
+                f"W = {W} (--window) would need at least {format_bytes(state)} of memory for the window's "
+                f"(W+1)²·8 bytes of inner products alone, before the exact sketch's (W+2)·P·8; the limit is "
+                f"{format_bytes(STATE_LIMIT_BYTES)}: use a smaller window")
+        what = f"W = {W} (--window) with sketch dimension d = {d} (--sketch-dim)"
+        raise ConfigError(
+            f"{what} would need {format_bytes(state + work)} of memory ({format_bytes(state)} of window state, "
+            f"(W+2)·d·8 + (W+1)²·8 bytes, and {format_bytes(work)} for the {sk.family} sketch); the limit is "
+            f"{format_bytes(STATE_LIMIT_BYTES)}: use a smaller window or sketch dimension")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (stored with results)."""
@@ -118,7 +147,7 @@ class TrajectoryAnalyzer:
         numels = {n: math.prod(s) for n, s in self.shapes.items()}
         self.sketcher = GroupSketcher(self.plan, config.sketch, numels, self.shapes)
         self.max_window = max(config.windows)
-        self.sketcher.check_memory(self.max_window + 1)
+        self.sketcher.check_memory(self.max_window)
         self.windows = {g: SketchWindow(d, self.max_window, difference) for g, d in self.sketcher.dims.items()}
 
     @property
@@ -167,9 +196,20 @@ class TrajectoryAnalyzer:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if list(state.get("names", [])) != list(self.plan.names):
             raise StateError("the saved analyzer state was made for a different parameter set")
-        if state.get("config") != self.config.to_dict():
+        if _comparable(state.get("config")) != _comparable(self.config.to_dict()):
             raise StateError("the saved analyzer state was made with a different configuration")
         for g, w in self.windows.items():
             if g not in state["windows"]:
                 raise StateError(f"the saved analyzer state has no window for group {g!r}")
             w.load_state_dict(state["windows"][g])
+
+
+def _comparable(config: Any) -> Any:
+    """A saved analyzer config as it compares: states saved before the exact sketch reported
+    ``"dim": None`` said ``"dim": 100`` (which it ignored); both mean the same sketch."""
+    if not isinstance(config, Mapping) or not isinstance(config.get("sketch"), Mapping):
+        return config
+    sketch = dict(config["sketch"])
+    if sketch.get("family") == "exact":
+        sketch["dim"] = None
+    return {**config, "sketch": sketch}

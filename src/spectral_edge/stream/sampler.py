@@ -22,13 +22,14 @@ import torch
 from ..errors import ConfigError, NonFiniteError, ShapeMismatchError
 from ..functional.sketch import Sketch, SketchSpec
 from ..selection import Plan, normalize_name
+from .window import STATE_LIMIT_BYTES, format_bytes, window_state_bytes
 
 #: One item of a sample: a whole tensor ``(name, values)`` or a piece of one
 #: ``(name, values, global flat offset of values[0])``.
 Item = Union[tuple[str, torch.Tensor], tuple[str, torch.Tensor, int]]
 
-#: Above this many bytes of window state, the exact sketch refuses and asks for a projection.
-EXACT_STATE_LIMIT_BYTES = 8 << 30
+#: Deprecated name of :data:`.window.STATE_LIMIT_BYTES` (every family is held to it now).
+EXACT_STATE_LIMIT_BYTES = STATE_LIMIT_BYTES
 
 
 class GroupSketcher:
@@ -76,16 +77,30 @@ class GroupSketcher:
         """Sketch length per group."""
         return {g: s.dim for g, s in self.sketches.items()}
 
-    def check_memory(self, slots: int) -> None:
-        """Refuse an exact window that would need more than EXACT_STATE_LIMIT_BYTES."""
-        if self.spec.family != "exact":
+    def state_bytes(self, max_window: int) -> int:
+        """Bytes of one window per group (:func:`.window.window_state_bytes`) plus the sketch's
+        working memory (:meth:`SketchSpec.working_bytes`, shared by the groups)."""
+        return sum(window_state_bytes(max_window, d) for d in self.dims.values()) + self.spec.working_bytes()
+
+    def check_memory(self, max_window: int) -> None:
+        """Refuse, before any window is allocated, settings that would need more than
+        STATE_LIMIT_BYTES (the message says how much they would take)."""
+        need = self.state_bytes(max_window)
+        if need <= STATE_LIMIT_BYTES:
             return
-        total = sum(s.dim for s in self.sketches.values()) * 8 * (slots + 1)
-        if total > EXACT_STATE_LIMIT_BYTES:
+        W, n = int(max_window), len(self.sketches)
+        limit = format_bytes(STATE_LIMIT_BYTES)
+        if self.spec.family == "exact":
             raise ConfigError(
-                f"the exact sketch would keep {total / 2**30:.1f} GiB of window state for "
-                f"{self.sketches['all'].dim:,} parameters; use a projection (--sketch fold)"
-            )
+                f"the exact sketch would need {format_bytes(need)} of memory for windows of W = {W} over "
+                f"{self.sketches['all'].dim:,} parameters ({n} group(s), (W+2)·P·8 + (W+1)²·8 bytes each); the "
+                f"limit is {limit}: use a projection (--sketch fold) or a smaller selection")
+        d = self.sketches["all"].dim
+        raise ConfigError(
+            f"{n} groups with W = {W} (--window) and sketch dimension d = {d} (--sketch-dim) would need "
+            f"{format_bytes(need)} of memory ((W+2)·d·8 + (W+1)²·8 bytes per group, and "
+            f"{format_bytes(self.spec.working_bytes())} for the {self.spec.family} sketch); the limit is {limit}: "
+            f"use a smaller window or sketch dimension, or fewer groups (--group-by)")
 
     def begin(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """Fresh accumulators for one sample."""

@@ -25,6 +25,26 @@ from .._compat import renamed_kwargs
 from ..errors import ConfigError, StateError
 from ..functional.spectrum import DEFAULT_KSTAR_RULE, WindowStats, turning, window_stats
 
+#: An analysis (its windows and the sketch's working memory) may keep at most this many
+#: bytes; larger settings are refused, with their cost, before anything is allocated.
+STATE_LIMIT_BYTES = 8 << 30
+
+
+def window_state_bytes(max_window: int, dim: int) -> int:
+    """Bytes a :class:`SketchWindow` keeps: ``(W+2)·d·8 + (W+1)²·8`` (the last state, the
+    ring of W+1 updates and their inner products, float64) ``+ (W+2)·8`` (the steps)."""
+    W, d = int(max_window), int(dim)
+    return (W + 2) * d * 8 + (W + 1) ** 2 * 8 + (W + 2) * 8
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``, ``13 MiB``, ``7.3e+08 GiB``: a byte count for a message."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.3g} {unit}" if v < 1e6 else f"{v:.2e} {unit}"
+    return f"{int(n)} B"
+
 
 class SketchWindow:
     """Rolling window over sketched parameter states (see module docs).
@@ -41,6 +61,14 @@ class SketchWindow:
     def __init__(self, dim: int, max_window: int, difference: bool = True):
         if int(max_window) < 2:
             raise ConfigError(f"the window must hold at least 2 updates, got W = {max_window}")
+        if int(dim) < 1:
+            raise ConfigError(f"the sketch dimension must be ≥ 1, got d = {dim}")
+        need = window_state_bytes(max_window, dim)
+        if need > STATE_LIMIT_BYTES:
+            raise ConfigError(
+                f"a window of W = {int(max_window)} updates of dimension d = {int(dim)} would need "
+                f"{format_bytes(need)} of memory ((W+2)·d·8 + (W+1)²·8 bytes); the limit is "
+                f"{format_bytes(STATE_LIMIT_BYTES)}: use a smaller window (--window) or sketch dimension (--sketch-dim)")
         self.difference = bool(difference)
         self.dim = int(dim)
         self.max_window = int(max_window)
