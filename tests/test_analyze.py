@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from spectral_edge.cli import app
 from spectral_edge.engine import AnalysisConfig, analyze_checkpoints
-from spectral_edge.errors import ConfigError, EmptyFolderError, NonFiniteError, ShapeMismatchError
+from spectral_edge.errors import CheckpointError, ConfigError, EmptyFolderError, NonFiniteError, ShapeMismatchError
 from spectral_edge.functional import spectrum as sp
 from spectral_edge.functional.sketch import SketchSpec
 from spectral_edge.monitor import Monitor
@@ -220,7 +220,7 @@ def test_nan_mid_run_keeps_the_rows_computed_before_it(tmp_path):
     save_file(st, str(tmp_path / "run" / f"step_{traj[9][0]}.safetensors"))
     out = tmp_path / "m.csv"
     out.write_text("an earlier result\n")
-    res = _cli(["analyze", str(tmp_path / "run"), "--window", "3", "--out", str(out)])
+    res = _cli(["analyze", str(tmp_path / "run"), "--window", "3", "--overwrite", "--out", str(out)])
     _assert_user_error(res, f"step_{traj[9][0]}.safetensors", "NaN", "layers.0.mlp.fc.weight")
     assert out.read_text() == "an earlier result\n"  # an earlier result is not clobbered
     partial = pd.read_csv(tmp_path / "m.partial.csv")
@@ -228,7 +228,7 @@ def test_nan_mid_run_keeps_the_rows_computed_before_it(tmp_path):
     with pytest.raises(NonFiniteError):
         analyze_checkpoints(tmp_path / "run", AnalysisConfig(windows=(3,)))
     # --skip-bad goes past it instead
-    res = _cli(["analyze", str(tmp_path / "run"), "--window", "3", "--skip-bad", "--out", str(out)])
+    res = _cli(["analyze", str(tmp_path / "run"), "--window", "3", "--skip-bad", "--overwrite", "--out", str(out)])
     assert res.exit_code == 0 and "skipping" in res.output
     assert len(pd.read_csv(out)) == len(traj) - 1 - 3
 
@@ -245,3 +245,195 @@ def test_engine_errors_are_typed(tmp_path):
         analyze_checkpoints(tmp_path / "r")
     with pytest.raises(ConfigError):
         AnalysisConfig(windows=(1,))
+
+
+# ----------------------------------------------------------------------------- tied weights: one rule
+
+
+def _tiny_lm_run(folder: Path, save, steps: int = 6, seed: int = 0):
+    """Train helpers_ckpt.TinyLM (lm_head tied to wte) with SGD, saving with ``save(path_stem, state_dict)``
+    at every step; returns the model."""
+    from helpers_ckpt import TinyLM
+
+    torch.manual_seed(seed)
+    model = TinyLM()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    g = torch.Generator().manual_seed(seed + 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    save(folder / "step_0", model.state_dict())
+    for s in range(1, steps + 1):
+        ids = torch.randint(0, 11, (5, 4), generator=g)
+        h = model.block(model.wte(ids) + model.wpe.weight)
+        loss = torch.nn.functional.cross_entropy(model.lm_head(model.ln_f(h)).reshape(-1, 11), ids.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        save(folder / f"step_{s}", model.state_dict())
+    return model
+
+
+_SAVERS = {
+    "torch-shared": lambda stem, sd: torch.save(sd, f"{stem}.pt"),  # the file records the tie (one storage)
+    "torch-clones": lambda stem, sd: torch.save({k: v.clone() for k, v in sd.items()}, f"{stem}.pt"),
+    "safetensors-clones": lambda stem, sd: save_file({k: v.clone().contiguous() for k, v in sd.items()},
+                                                     f"{stem}.safetensors"),
+    "dcp": lambda stem, sd: write_dcp(stem, sd),  # DCP writes both names' bytes and records nothing
+}
+
+
+@pytest.mark.parametrize("how", list(_SAVERS))
+def test_tied_weights_are_counted_once_by_every_reader(tmp_path, how):
+    model = _tiny_lm_run(tmp_path / how, _SAVERS[how])
+    n_model = sum(p.numel() for p in model.parameters())
+    warned = []
+    config = AnalysisConfig(windows=(3,), sketch=SketchSpec("exact"), selection=Selection(exclude=("attn_bias",)))
+    res = analyze_checkpoints(tmp_path / how, config, on_warning=warned.append)
+    canonical = "lm_head.weight" if how == "safetensors-clones" else "wte.weight"  # the first name in the file
+    other = "wte.weight" if canonical == "lm_head.weight" else "lm_head.weight"
+    assert res.aliases == {other: canonical}
+    assert res.n_parameters == n_model
+    assert any(w.startswith("tied weights counted once") and other in w for w in warned)
+    if how == "torch-shared":
+        return
+    _tiny_lm_run(tmp_path / "torch-shared", _SAVERS["torch-shared"])
+    ref = analyze_checkpoints(tmp_path / "torch-shared", config)
+    assert len(res.rows) == len(ref.rows) == 4
+    for a, b in zip(res.rows, ref.rows):
+        np.testing.assert_allclose([a[f"sigma_{j}"] for j in (1, 2, 3)], [b[f"sigma_{j}"] for j in (1, 2, 3)],
+                                   rtol=1e-12)
+
+
+def _states(steps, **tensors):
+    """Per step, a state dict built from ``name -> function(step)``."""
+    return [{k: f(s).contiguous() for k, f in tensors.items()} for s in steps]
+
+
+def test_equal_values_are_no_proof_of_tying(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    noise = [torch.randn(4, 3, generator=g) for _ in range(6)]
+    states = _states(
+        range(6),
+        w=lambda s: noise[s],
+        ln1=lambda s: torch.ones(3) + 0.1 * s * noise[s][0],  # equal at initialisation only (LayerNorm weights)
+        ln2=lambda s: torch.ones(3) + 0.1 * s * noise[s][1],
+        frozen1=lambda s: torch.full((3,), 2.0),  # equal everywhere but never trained
+        frozen2=lambda s: torch.full((3,), 2.0),
+        end1=lambda s: torch.zeros(3) + (s % 5) * noise[s][2],  # equal (zero) at both ends: no change end to end
+        end2=lambda s: torch.zeros(3) + (s % 5) * noise[s][3],
+    )
+    for s, st in enumerate(states):
+        save_file(st, str(tmp_path / f"step_{s}.safetensors"))
+    res = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,), sketch=SketchSpec("exact")))
+    assert res.aliases == {}
+    assert res.n_parameters == 12 + 6 * 3
+
+
+def test_a_value_tie_that_breaks_mid_run_stops_with_both_names(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    for s in range(6):
+        w = torch.randn(4, 3, generator=g)
+        head = w.clone()
+        if s == 3:
+            head[0, 0] += 1.0
+        write_dcp(tmp_path / f"step_{s}", {"emb.weight": w, "head.weight": head, "b": torch.randn(3, generator=g)})
+    with pytest.raises(CheckpointError) as info:
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,), sketch=SketchSpec("exact")))
+    e = info.value
+    assert e.path == tmp_path / "step_3"
+    assert "'head.weight'" in e.problem and "'emb.weight'" in e.problem and "differ" in e.problem
+    # excluding the copy leaves nothing to decide
+    res = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,), sketch=SketchSpec("exact"),
+                                                       selection=Selection(exclude=("head.weight",))))
+    assert res.n_parameters == 12 + 3
+
+
+# ----------------------------------------------------------------------------- analyze edge cases
+
+
+def _save_run(folder: Path, states, fmt="step_{}.safetensors"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for s, st in enumerate(states):
+        save_file(st, str(folder / fmt.format(s)))
+
+
+def test_a_tensor_appearing_mid_run_is_named(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    states = [{"a": torch.randn(3, generator=g)} for _ in range(5)]
+    states[3]["b"] = torch.randn(2, generator=g)
+    _save_run(tmp_path, states)
+    with pytest.raises(ShapeMismatchError) as info:
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)))
+    assert info.value.path == tmp_path / "step_3.safetensors" and "'b'" in info.value.problem
+    assert "appears" in info.value.problem
+    # an int buffer appearing is not analysed, so it changes nothing
+    states[3] = {"a": states[3]["a"], "counter": torch.arange(3)}
+    _save_run(tmp_path, states)
+    assert analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,))).n_parameters == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
+def test_nothing_analysable_names_the_file_and_the_tensors(tmp_path, dtype):
+    _save_run(tmp_path, [{"a": (torch.arange(4) + s).to(dtype), "b": torch.ones(2, dtype=torch.int32)}
+                         for s in range(4)])
+    with pytest.raises(CheckpointError) as info:
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)))
+    assert info.value.path == tmp_path / "step_0.safetensors"
+    assert f"'a' ({str(dtype).replace('torch.', '')})" in info.value.problem and "'b' (int32)" in info.value.problem
+    assert "floating-point" in info.value.problem
+
+
+def test_a_complex_parameter_beside_real_ones_is_skipped_with_a_warning(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    _save_run(tmp_path, [{"a": torch.randn(3, generator=g), "z": torch.randn(2, dtype=torch.complex64, generator=g)}
+                         for _ in range(4)])
+    warned = []
+    res = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)), on_warning=warned.append)
+    assert res.n_parameters == 3
+    assert any("'z'" in w and "complex" in w for w in warned)
+
+
+def test_names_that_collide_after_removing_wrapper_prefixes_are_named(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    _save_run(tmp_path, [{"module.x": torch.randn(3, generator=g), "x": torch.randn(3, generator=g)}
+                         for _ in range(4)])
+    with pytest.raises(CheckpointError) as info:
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)))
+    assert info.value.path == tmp_path / "step_0.safetensors"
+    assert "'module.x'" in info.value.problem and "'x'" in info.value.problem
+    # the same collision appearing in a later checkpoint only
+    states = [{"x": torch.randn(3, generator=g)} for _ in range(4)]
+    states[2]["module.x"] = torch.randn(3, generator=g)
+    _save_run(tmp_path / "later", states)
+    with pytest.raises(CheckpointError) as info:
+        analyze_checkpoints(tmp_path / "later", AnalysisConfig(windows=(2,)))
+    assert info.value.path == tmp_path / "later" / "step_2.safetensors" and "'module.x'" in info.value.problem
+
+
+def test_all_empty_tensors_are_refused_not_nan_rows(tmp_path):
+    _save_run(tmp_path, [{"x": torch.zeros(0, 3), "y": torch.zeros(0)} for _ in range(4)])
+    with pytest.raises(CheckpointError) as info:
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)))
+    assert info.value.path == tmp_path / "step_0.safetensors"
+    assert "no elements" in info.value.problem and "'x'" in info.value.problem
+
+
+def test_a_selection_matching_nothing_names_the_file(tmp_path):
+    _save_run(tmp_path, [{"bn.running_mean": torch.randn(3), "w": torch.randn(2)} for _ in range(3)])
+    with pytest.raises(ConfigError, match=r"matches none .*step_0\.safetensors"):
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,), selection=Selection(include=("bn.*",))))
+
+
+def test_skip_bad_passes_over_an_unreadable_first_checkpoint_when_looking_for_ties(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    for s in range(5):
+        w = torch.randn(4, 3, generator=g)
+        write_dcp(tmp_path / f"step_{s}", {"emb.weight": w, "head.weight": w.clone(), "b": torch.randn(3, generator=g)})
+    data = next((tmp_path / "step_0").glob("*.distcp"))
+    data.write_bytes(bytes(len(data.read_bytes())))  # same length, so only reading the tensors finds it
+    with pytest.raises(CheckpointError) as info:
+        analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)))
+    assert info.value.path == data
+    warned = []
+    res = analyze_checkpoints(tmp_path, AnalysisConfig(windows=(2,)), skip_bad=True, on_warning=warned.append)
+    assert res.skipped == [str(tmp_path / "step_0")] and any(w.startswith("skipping") for w in warned)
+    assert res.aliases == {"head.weight": "emb.weight"} and [s for s, _ in res.checkpoints] == [1, 2, 3, 4]

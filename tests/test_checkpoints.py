@@ -80,13 +80,154 @@ def test_steps_sort_numerically_not_lexicographically(tmp_path: Path) -> None:
         assert torch.equal(read_all(r)["w"], torch.full((2,), float(r.step)))
 
 
-def test_step_is_last_integer_of_name(tmp_path: Path) -> None:
-    write_safetensors(tmp_path / "step_000200.safetensors", {"w": torch.ones(1)})
-    torch.save({"w": torch.ones(1)}, tmp_path / "ckpt_run2_300.pt")
-    torch.save({"state_dict": {"w": torch.ones(1)}}, tmp_path / "epoch=3-step=1200.ckpt")
+@pytest.mark.parametrize(
+    "name, step",
+    [
+        ("step_000200.safetensors", 200),
+        ("model_7.pt", 7),  # the only number
+        ("epoch=3-step=1200.ckpt", 1200),  # Lightning's default name
+        ("epoch=0-step=10-train_loss=1.30.ckpt", 10),  # a templated name: other numbers around the step
+        ("epoch=0-step=10-v1.ckpt", 10),  # Lightning's version suffix is not a number of the name
+        ("gpt2-step_35-lr3e-4.pt", 35),
+        ("run2-global_step=60.bin", 60),
+        ("run2_global_step70.pt", 70),
+        ("run2_iter_80.pth", 80),
+        ("exp3-Step-90.safetensors", 90),
+        ("ckpt_500.pt", 500),
+        ("step_0000000000000000000000000005.safetensors", 5),  # leading zeros are fine
+    ],
+)
+def test_step_from_an_explicit_token_else_the_only_number(tmp_path: Path, name: str, step: int) -> None:
+    path = tmp_path / name
+    if name.endswith(".safetensors"):
+        write_safetensors(path, {"w": torch.ones(1)})
+    else:
+        torch.save({"w": torch.ones(1)}, path)
+    assert [(r.step, r.path.name) for r in discover(tmp_path)] == [(step, name)]
+
+
+def test_folders_take_the_same_rule(tmp_path: Path) -> None:
     write_hf_checkpoint(tmp_path / "checkpoint-1400", {"w": torch.ones(1)})
-    refs = discover(tmp_path)
-    assert [(r.step, r.format) for r in refs] == [(200, "safetensors"), (300, "torch"), (1200, "torch"), (1400, "hf")]
+    write_hf_checkpoint(tmp_path / "run2-checkpoint-1500", {"w": torch.ones(1)})
+    write_dcp(tmp_path / "global_step1600", {"w": torch.ones(1)})
+    assert [(r.step, r.format) for r in discover(tmp_path)] == [(1400, "hf"), (1500, "hf"), (1600, "dcp")]
+
+
+def test_an_ambiguous_name_takes_the_step_stored_inside(tmp_path: Path) -> None:
+    # Lightning stores global_step; nanoGPT iter_num; a Trainer folder its trainer_state.json
+    torch.save({"state_dict": {"w": torch.ones(1)}, "epoch": 0, "global_step": 30}, tmp_path / "0-30-1.25.ckpt")
+    torch.save({"state_dict": {"w": torch.ones(1)}, "epoch": 0, "global_step": 40}, tmp_path / "model-v1.ckpt")
+    torch.save({"model": {"w": torch.ones(1)}, "iter_num": 50}, tmp_path / "gpt2_run3.pt")
+    folder = tmp_path / "run2-ckpt-at-60k"
+    write_hf_checkpoint(folder, {"w": torch.ones(1)})
+    (folder / "trainer_state.json").write_text('{"global_step": 60000, "epoch": 1.0}')
+    write_safetensors(tmp_path / "m2_e3.safetensors", {"w": torch.ones(1)})
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(1)}, str(tmp_path / "m2_e3.safetensors"), metadata={"step": "70000"})
+    got = [(r.step, r.path.name) for r in discover(tmp_path)]
+    assert got == [(30, "0-30-1.25.ckpt"), (40, "model-v1.ckpt"), (50, "gpt2_run3.pt"), (60000, "run2-ckpt-at-60k"),
+                   (70000, "m2_e3.safetensors")]
+
+
+@pytest.mark.parametrize("name", ["ckpt_run2_300.pt", "0-10-1.30.ckpt", "run2-ckpt-at-60k"])
+def test_an_ambiguous_name_without_a_stored_step_is_refused(tmp_path: Path, name: str) -> None:
+    write_safetensors(tmp_path / "step_1.safetensors", {"w": torch.ones(1)})
+    if name.endswith((".pt", ".ckpt")):
+        torch.save({"state_dict": {"w": torch.ones(1)}, "epoch": 0}, tmp_path / name)
+    else:
+        write_hf_checkpoint(tmp_path / name, {"w": torch.ones(1)})
+    with expect(CheckpointError, "several numbers") as info:
+        discover(tmp_path)
+    assert info.value.path == tmp_path / name
+    assert "step_<N>" in info.value.problem
+
+
+def test_a_lightning_version_copy_of_a_step_is_refused_naming_both(tmp_path: Path) -> None:
+    """``epoch=0-step=10-v1.ckpt`` is what Lightning writes when step 10 is saved again into the
+    same folder (a resumed or restarted run): two different checkpoints for one step. Neither is
+    chosen silently."""
+    for name in ("epoch=0-step=10.ckpt", "epoch=0-step=10-v1.ckpt", "epoch=0-step=20.ckpt"):
+        torch.save({"state_dict": {"w": torch.ones(1)}, "global_step": 10}, tmp_path / name)
+    with expect(CheckpointError, "two checkpoints for step 10") as info:
+        discover(tmp_path)
+    assert "epoch=0-step=10.ckpt" in str(info.value) and "epoch=0-step=10-v1.ckpt" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["step_" + "1" + "0" * 25 + ".safetensors", "epoch=0-step=" + "9" * 200 + ".ckpt",
+                                  "model_" + "9" * 19 + ".pt"])
+def test_a_step_over_2_63_is_refused_naming_the_file(tmp_path: Path, name: str) -> None:
+    write_safetensors(tmp_path / "step_1.safetensors", {"w": torch.ones(1)})
+    torch.save({"w": torch.ones(1)}, tmp_path / name)
+    with expect(CheckpointError, "too large") as info:
+        discover(tmp_path)
+    assert info.value.path == tmp_path / name
+
+
+def test_largest_step_is_accepted(tmp_path: Path) -> None:
+    torch.save({"w": torch.ones(1)}, tmp_path / f"step_{2**63 - 1}.pt")
+    assert discover(tmp_path)[0].step == 2**63 - 1
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_broken_symlinks_are_named(tmp_path: Path, kind: str) -> None:
+    write_safetensors(tmp_path / "step_1.safetensors", {"w": torch.ones(1)})
+    if kind == "dangling":
+        link = tmp_path / "step_2.safetensors"
+        link.symlink_to(tmp_path / "gone" / "step_2.safetensors")
+        pattern = "broken symbolic link"
+    else:
+        link = tmp_path / "step_2"
+        link.symlink_to(tmp_path / "step_2")
+        pattern = "symbolic link loop"
+    with expect(CheckpointError, pattern) as info:
+        discover(tmp_path)
+    assert info.value.path == link
+
+
+def test_symlinks_to_checkpoints_are_followed_and_unrelated_broken_links_ignored(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    write_safetensors(store / "a.safetensors", {"w": torch.ones(1)})
+    write_hf_checkpoint(store / "b", {"w": torch.ones(1)})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "step_1.safetensors").symlink_to(store / "a.safetensors")
+    (run / "checkpoint-2").symlink_to(store / "b")
+    (run / "latest").symlink_to(run / "nowhere")  # not a checkpoint name: not ours to judge
+    (run / "last.ckpt").symlink_to(run / "nowhere.ckpt")  # Lightning's save_last="link": never read
+    assert [(r.step, r.format) for r in discover(run)] == [(1, "safetensors"), (2, "hf")]
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
+    """Make listing ``denied``, and looking at anything inside it, fail as for a folder without
+    permission (tests run as root, who is never refused)."""
+    import os
+
+    real_scandir, real_stat = os.scandir, os.stat
+
+    def scandir(path=".", *a, **k):
+        if Path(os.fsdecode(path)) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path, *a, **k)
+
+    def stat(path, *a, **k):
+        if isinstance(path, (str, bytes, os.PathLike)) and denied in Path(os.fsdecode(path)).parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)
+
+
+@pytest.mark.parametrize("where", ["folder", "checkpoint"])
+def test_unreadable_folders_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    write_hf_checkpoint(tmp_path / "checkpoint-1", {"w": torch.ones(1)})
+    write_hf_checkpoint(tmp_path / "checkpoint-2", {"w": torch.ones(1)})
+    denied = tmp_path if where == "folder" else tmp_path / "checkpoint-2"
+    _deny(monkeypatch, denied)
+    with expect(CheckpointError, "Permission denied") as info:
+        discover(tmp_path)
+    assert info.value.path == denied
 
 
 def test_mixed_kinds_and_ignored_files(tmp_path: Path) -> None:

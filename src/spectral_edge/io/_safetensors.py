@@ -42,13 +42,17 @@ _DTYPE_NAMES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SafetensorsEntry:
-    """One tensor of a safetensors file as described by its header."""
+    """One tensor of a safetensors file as described by its header.
+
+    ``begin``/``end`` are the header's data offsets; ``base`` is where the data section starts
+    in the file, so the tensor's bytes are ``[base + begin, base + end)``."""
 
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype
     begin: int
     end: int
+    base: int = 0
 
 
 def _dtype(path: Path, name: str, code: object) -> torch.dtype:
@@ -62,12 +66,14 @@ def _dtype(path: Path, name: str, code: object) -> torch.dtype:
 
 #: Parsed headers of recently read files, keyed by (path, size, mtime, inode): ``analyze``
 #: checks every header before it reads any tensor, then opens each file again.
-_HEADER_CACHE: OrderedDict[tuple[str, int, int, int], tuple[SafetensorsEntry, ...]] = OrderedDict()
+_HEADER_CACHE: OrderedDict[tuple[str, int, int, int], tuple[tuple[SafetensorsEntry, ...], dict[str, str]]] = (
+    OrderedDict()
+)
 _HEADER_CACHE_SIZE = 256
 
 
-def read_header(path: Path) -> list[SafetensorsEntry]:
-    """Parse and validate the header of a safetensors file; entries in storage order."""
+def _cached(path: Path) -> tuple[tuple[SafetensorsEntry, ...], dict[str, str]]:
+    """Entries and ``__metadata__`` of a safetensors file, parsed once per version of the file."""
     try:
         st = path.stat()
     except OSError as e:
@@ -76,15 +82,38 @@ def read_header(path: Path) -> list[SafetensorsEntry]:
     hit = _HEADER_CACHE.get(key)
     if hit is not None:
         _HEADER_CACHE.move_to_end(key)
-        return list(hit)
-    entries = _parse_header(path, st.st_size)
-    _HEADER_CACHE[key] = tuple(entries)
+        return hit
+    entries, meta = _parse_header(path, st.st_size)
+    _HEADER_CACHE[key] = (tuple(entries), meta)
     if len(_HEADER_CACHE) > _HEADER_CACHE_SIZE:
         _HEADER_CACHE.popitem(last=False)
-    return entries
+    return _HEADER_CACHE[key]
 
 
-def _parse_header(path: Path, size: int) -> list[SafetensorsEntry]:
+def read_header(path: Path) -> list[SafetensorsEntry]:
+    """Parse and validate the header of a safetensors file; entries in storage order."""
+    return list(_cached(path)[0])
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The header's ``__metadata__`` (string keys and values; other entries are dropped)."""
+    return dict(_cached(path)[1])
+
+
+def read_bytes(path: Path, start: int, length: int) -> bytes:
+    """``length`` raw bytes of ``path`` from ``start`` (a small probe of a tensor's data)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(length)
+    except OSError as e:
+        raise CorruptCheckpointError(path, f"cannot read file: {e.strerror or e}") from e
+    if len(data) != length:
+        raise CorruptCheckpointError(path, f"truncated: fewer than {start + length} bytes")
+    return data
+
+
+def _parse_header(path: Path, size: int) -> tuple[list[SafetensorsEntry], dict[str, str]]:
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -106,8 +135,11 @@ def _parse_header(path: Path, size: int) -> list[SafetensorsEntry]:
         raise CorruptCheckpointError(path, "not a safetensors file: header is not a JSON object")
     data_size = size - 8 - n
     entries: list[SafetensorsEntry] = []
+    meta: dict[str, str] = {}
     for name, spec in header.items():
         if name == "__metadata__":
+            if isinstance(spec, dict):
+                meta = {k: v for k, v in spec.items() if isinstance(k, str) and isinstance(v, str)}
             continue
         if not isinstance(spec, dict):
             raise CorruptCheckpointError(path, f"damaged header: entry {name!r} is not an object")
@@ -135,6 +167,6 @@ def _parse_header(path: Path, size: int) -> list[SafetensorsEntry]:
                 path,
                 f"truncated: tensor {name!r} ends at byte {end} of the data but the file holds only {data_size}",
             )
-        entries.append(SafetensorsEntry(name, tuple(shape), dtype, begin, end))
+        entries.append(SafetensorsEntry(name, tuple(shape), dtype, begin, end, 8 + n))
     entries.sort(key=lambda e: (e.begin, e.end))
-    return entries
+    return entries, meta

@@ -12,11 +12,49 @@ A run folder may hold, in any mix:
 * ``torch.distributed.checkpoint`` folders (a ``.metadata`` file plus ``*.distcp`` data),
   possibly saved from several ranks with tensors split into chunks.
 
-The training step of each checkpoint is the last number in its file stem or folder name
-(``step_000200.safetensors`` → 200, ``checkpoint-1400/`` → 1400). Files that are not model
-weights (``optimizer.pt``, ``rng_state_0.pth``, Lightning's ``last.ckpt`` copy) and weights
-saved straight into the folder under Hugging Face names (``model.safetensors``, the final save
-of a Trainer run, which has no step) are skipped.
+**The step of a checkpoint** comes from its file stem or folder name, read in this order:
+
+1. a number marked as the step: ``step=N``, ``step_N``, ``step-N``, ``stepN``, ``global_step=N``,
+   ``checkpoint-N``, ``ckpt_N``, ``iter_N``, ``iteration-N`` (any case), whatever other numbers
+   the name holds (``epoch=0-step=10-train_loss=1.30.ckpt`` → 10); a trailing Lightning version
+   suffix ``-v<N>`` is never a number of the name (``epoch=0-step=10-v1.ckpt`` → 10);
+2. else the name's only number (``model_300.pt`` → 300);
+3. else (no number, or several and none marked) the step the checkpoint stores, where its
+   format has a place for it: ``global_step`` (Lightning), ``step``, ``iter_num`` (nanoGPT) or
+   ``iteration`` at the top of a pickle (loaded with ``weights_only=True``), ``global_step`` of
+   a Trainer folder's ``trainer_state.json``, ``step``/``global_step`` in safetensors metadata;
+4. else :class:`CheckpointError` naming the file and how to name it; the step is never guessed.
+
+A step over 2^63 - 1 is refused, naming the file. Two checkpoints with the same step are refused
+naming both, including Lightning's ``-v1`` copy of a step already in the folder (what a
+restarted run saving into the same folder writes): which one belongs to the trajectory is the
+user's call, not ours. Files that are not model weights (``optimizer.pt``,
+``rng_state_0.pth``, Lightning's ``last.ckpt`` copy) and weights saved straight into the folder
+under Hugging Face names (``model.safetensors``, the final save of a Trainer run, which has no
+step) are skipped. A broken or looping symbolic link with a checkpoint's name, and a folder
+that cannot be listed, are refused naming the path.
+
+**Tied weights** (GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``) are one parameter,
+counted once under the name that comes first in the checkpoint, as ``named_parameters()`` of
+the live model counts it. One rule for every reader decides which names are tied
+(:func:`tied_names`):
+
+1. the file records it: the names are views of one storage with the same offset, shape and
+   strides (a pickled ``model.state_dict()``). Formats that store a tied tensor once have
+   nothing to count twice (safetensors refuses shared tensors; Hugging Face's
+   ``save_pretrained`` drops the tied names);
+2. the format keeps no record of it (DCP writes every name's bytes separately; a state dict of
+   clones or ``.cpu()`` copies): two tensors of the same shape and dtype are tied when their
+   values are bit-identical in the first checkpoint *and* in the last, and changed between
+   the two. Equal values in one checkpoint prove nothing (LayerNorm weights are all ones at
+   initialisation); a pair that moved and still agrees is one tensor. Tensors that never
+   change are never tied this way: counting them twice changes no spectrum.
+
+A pair tied by rule 2 is checked again in every checkpoint as it is read
+(:func:`iter_untied`); if it differs anywhere the analysis stops with an error naming both
+tensors and the file, rather than guess. The engine reports every tie with a "tied weights
+counted once" warning. (Two separate parameters that stay bit-identical through a whole run
+cannot be told from one tied tensor in saved data; this rule counts them once.)
 
 Safety rule: a checkpoint is data, never code. Pickled files are loaded only with
 ``torch.load(..., weights_only=True)``; DCP ``.metadata`` pickles go through an unpickler
@@ -32,8 +70,12 @@ one tensor at a time, so a checkpoint is never held in memory whole.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +85,12 @@ import torch
 
 from ..errors import CheckpointError, CorruptCheckpointError, EmptyFolderError
 from . import _dcp
-from ._safetensors import read_header
+from ._safetensors import SafetensorsEntry, read_bytes, read_header, read_metadata
 from ._statedict import pick_state_dict
 from ._torchfile import load_torch_file
 
-__all__ = ["TensorInfo", "CheckpointRef", "CheckpointReader", "discover", "open_checkpoint"]
+__all__ = ["MAX_STEP", "TensorInfo", "CheckpointRef", "CheckpointReader", "discover", "iter_untied", "open_checkpoint",
+           "tied_names"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +132,7 @@ _HF_SAFE_INDEX = "model.safetensors.index.json"
 _HF_BIN = "pytorch_model.bin"
 _HF_BIN_INDEX = "pytorch_model.bin.index.json"
 _HF_MARKERS = (_HF_SAFE, _HF_SAFE_INDEX, _HF_BIN, _HF_BIN_INDEX)
+_HF_TRAINER_STATE = "trainer_state.json"
 #: Weight files of a model saved straight into a folder (no step in their name).
 _HF_MODEL_FILE = re.compile(r"(model|pytorch_model|adapter_model)(-\d+-of-\d+)?\.(safetensors|bin)")
 #: Name words of training-state files that sit next to checkpoints but hold no model weights.
@@ -96,17 +140,86 @@ _NON_MODEL_WORDS = frozenset({"optimizer", "optim", "scheduler", "sched", "rng",
 _NON_MODEL_STEMS = frozenset({"training_args"})
 #: Lightning's copy of the latest checkpoint (``last.ckpt``, ``last-v1.ckpt``).
 _LAST_COPY = re.compile(r"(last|latest)(-v\d+)?")
+#: Lightning's version suffix (``epoch=0-step=10-v1.ckpt``): a name already used, not a number of the name.
+_VERSION_SUFFIX = re.compile(r"-v\d+$")
+#: A number marked as the step: ``step=N``, ``step_N``, ``step-N``, ``stepN``, ``global_step=N``,
+#: ``checkpoint-N``, ``ckpt_N``, ``iter_N``, ``iteration-N`` (any case; the word starts the name or
+#: follows a non-letter).
+_STEP_TOKEN = re.compile(r"(?<![a-z])(?:global_step|steps?|checkpoint|ckpt|iter|iteration)[=_-]?(\d+)(?!\d)",
+                         re.IGNORECASE)
+#: Entries of a pickled training checkpoint that hold the step (Lightning, generic, nanoGPT), in the order tried.
+_STORED_STEP_KEYS = ("global_step", "step", "iter_num", "iteration")
+#: Steps are stored as signed 64-bit integers (tables, windows).
+MAX_STEP = 2**63 - 1
 _LOOKED_FOR = (
     "looked for *.safetensors, *.pt, *.pth, *.bin and *.ckpt files with the step in their name, "
     "checkpoint-<step>/ folders with model.safetensors or pytorch_model.bin (whole or sharded with an "
     "index.json), and torch.distributed.checkpoint folders holding a .metadata file"
 )
+_RENAME = "rename it with the step marked (step_<N>, step=<N> or checkpoint-<N>) or move it out of the folder"
 
 
-def _step_of(name: str) -> int | None:
-    """The last integer in ``name``, or None if it has none."""
+def _as_step(path: Path, digits: str) -> int:
+    """``digits`` as a step, refusing values over :data:`MAX_STEP` (before converting huge strings)."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_STEP)) or int(digits) > MAX_STEP:
+        shown = digits if len(digits) <= 30 else f"{digits[:12]}…({len(digits)} digits)"
+        raise CheckpointError(path, f"the step {shown} in the name is too large (the largest is 2^63 - 1); {_RENAME}")
+    return int(digits)
+
+
+def _step_in_name(path: Path, name: str) -> tuple[int | None, list[str]]:
+    """The step a name states (an explicit token, else its only number), or None and the numbers it holds."""
+    name = _VERSION_SUFFIX.sub("", name)
+    marked = {_as_step(path, d) for d in _STEP_TOKEN.findall(name)}
+    if len(marked) == 1:
+        return marked.pop(), []
     numbers = re.findall(r"\d+", name)
-    return int(numbers[-1]) if numbers else None
+    if len(numbers) == 1:
+        return _as_step(path, numbers[0]), []
+    return None, numbers
+
+
+def _stored_step(path: Path, fmt: str) -> int | None:
+    """The step a checkpoint stores inside, where its format has a place for it, else None.
+
+    Lightning and nanoGPT pickles: a top-level ``global_step``/``step``/``iter_num``/``iteration``
+    int (loaded with ``weights_only=True``); Trainer folders: ``trainer_state.json``'s
+    ``global_step``; safetensors: a ``step`` or ``global_step`` entry of ``__metadata__``."""
+    value: object = None
+    if fmt == "torch":
+        obj = load_torch_file(path)
+        if isinstance(obj, dict):
+            value = next((obj[k] for k in _STORED_STEP_KEYS if k in obj), None)
+    elif fmt == "hf":
+        try:
+            value = json.loads((path / _HF_TRAINER_STATE).read_text(encoding="utf-8")).get("global_step")
+        except (OSError, ValueError, AttributeError):
+            value = None
+    elif fmt == "safetensors":
+        meta = read_metadata(path)
+        text = meta.get("global_step", meta.get("step"))
+        value = int(text) if text is not None and text.isdigit() and len(text) < 25 else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STEP:
+        return value
+    return None
+
+
+def _step_of(path: Path, fmt: str) -> int:
+    """The training step of the checkpoint at ``path`` (rule in the module docs), or CheckpointError."""
+    name = path.name if fmt in ("hf", "dcp") else path.stem
+    step, numbers = _step_in_name(path, name)
+    if step is not None:
+        return step
+    stored = _stored_step(path, fmt)
+    if stored is not None:
+        return stored
+    if numbers:
+        shown = ", ".join(numbers[:5]) + (", …" if len(numbers) > 5 else "")
+        what = f"the name holds several numbers ({shown}) and none is marked as the step"
+    else:
+        what = "the name has no number"
+    raise CheckpointError(path, f"cannot tell the training step: {what}, and the checkpoint stores none; {_RENAME}")
 
 
 def _is_training_state(stem: str) -> bool:
@@ -116,69 +229,124 @@ def _is_training_state(stem: str) -> bool:
     return lower in _NON_MODEL_STEMS or bool(words & _NON_MODEL_WORDS)
 
 
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` sorted by name; a folder that cannot be listed is named."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise CheckpointError(folder, f"cannot list the folder: {e.strerror or e}; check its permissions") from e
+
+
+def _has_file(folder: Path, name: str) -> bool:
+    """True if ``folder/name`` is a file; a folder that cannot be looked into is named."""
+    try:
+        return stat.S_ISREG(os.stat(folder / name).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return False
+        raise CheckpointError(folder, f"cannot look inside the folder: {e.strerror or e}; fix its permissions or "
+                              "move it out of the folder") from e
+
+
 def _folder_format(folder: Path) -> str | None:
     """``dcp`` or ``hf`` if ``folder`` holds one checkpoint in that layout, else None."""
-    if (folder / _dcp.METADATA_FILE).is_file():
+    if _has_file(folder, _dcp.METADATA_FILE):
         return "dcp"
-    if any((folder / m).is_file() for m in _HF_MARKERS):
+    if any(_has_file(folder, m) for m in _HF_MARKERS):
         return "hf"
     return None
 
 
-def _no_step(path: Path) -> CheckpointError:
-    """The error for a checkpoint whose name carries no step number."""
-    return CheckpointError(
-        path,
-        "cannot tell the training step: the name has no number; rename it (e.g. step_<N>) or move it out of "
-        "the folder",
-    )
+def _kind(entry: os.DirEntry[str]) -> str:
+    """``dir``, ``file`` or ``other`` for an entry (links followed); a broken link is named."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+        if not entry.is_symlink():
+            return "other"
+        os.stat(entry.path)
+        return "other"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CheckpointError(Path(entry.path), "symbolic link loop (the link points back to itself); "
+                                  "remove it or point it at a checkpoint") from e
+        if e.errno == errno.ENOENT:
+            target = os.readlink(entry.path)
+            raise CheckpointError(Path(entry.path), f"broken symbolic link (its target {target} does not exist); "
+                                  "remove it or restore the target") from e
+        raise CheckpointError(Path(entry.path), f"cannot read: {e.strerror or e}") from e
+
+
+def _skipped_name(name: str) -> bool:
+    """Names never taken as checkpoints: hidden, caches, training state, Lightning's ``last.ckpt``."""
+    if name.startswith(".") or name == "__pycache__":
+        return True
+    stem, suffix = os.path.splitext(name)
+    return suffix.lower() in _FILE_SUFFIXES and (_is_training_state(stem) or bool(_LAST_COPY.fullmatch(stem.lower())))
+
+
+def _candidate_name(name: str) -> bool:
+    """True if a broken link called ``name`` would have been a checkpoint (so it must be named)."""
+    return os.path.splitext(name)[1].lower() in _FILE_SUFFIXES or bool(_STEP_TOKEN.search(name))
 
 
 def discover(folder: str | Path) -> list[CheckpointRef]:
     """All checkpoints in ``folder``, sorted by step. Raises EmptyFolderError etc."""
     root = Path(folder).expanduser()
-    if not root.exists():
-        raise CheckpointError(root, "no such folder")
-    if not root.is_dir():
+    try:
+        is_dir = stat.S_ISDIR(os.stat(root).st_mode)
+    except FileNotFoundError:
+        raise CheckpointError(root, "no such folder") from None
+    except OSError as e:
+        raise CheckpointError(root, f"cannot read: {e.strerror or e}") from e
+    if not is_dir:
         raise CheckpointError(root, "is a file, not a folder; pass the folder that holds the checkpoints")
     found: dict[int, CheckpointRef] = {}
     notes: list[str] = []
-    for entry in sorted(root.iterdir()):
+    metadata_here = False
+    for entry in _scan(root):
         name = entry.name
-        if name.startswith(".") or name == "__pycache__":
+        if name == _dcp.METADATA_FILE:
+            metadata_here = True
+        if _skipped_name(name):
             continue
-        if entry.is_dir():
-            fmt = _folder_format(entry)
+        path = root / name
+        try:
+            kind = _kind(entry)
+        except CheckpointError:
+            if _candidate_name(name):
+                raise
+            continue
+        if kind == "dir":
+            fmt = _folder_format(path)
             if fmt is None:
                 if re.fullmatch(r"checkpoint-\d+", name):
                     raise CheckpointError(
-                        entry, f"no model weights found (looked for {', '.join(_HF_MARKERS)} or a DCP .metadata)"
+                        path, f"no model weights found (looked for {', '.join(_HF_MARKERS)} or a DCP .metadata)"
                     )
                 continue
-            step = _step_of(name)
-        elif entry.is_file() and entry.suffix.lower() in _FILE_SUFFIXES:
-            stem = entry.stem
-            if _is_training_state(stem) or _LAST_COPY.fullmatch(stem.lower()):
-                continue
+        elif kind == "file" and os.path.splitext(name)[1].lower() in _FILE_SUFFIXES:
             if _HF_MODEL_FILE.fullmatch(name):
                 notes.append(name)
                 continue
-            fmt = "safetensors" if entry.suffix.lower() == ".safetensors" else "torch"
-            step = _step_of(stem)
+            fmt = "safetensors" if name.lower().endswith(".safetensors") else "torch"
         else:
             continue
-        if step is None:
-            raise _no_step(entry)
-        ref = CheckpointRef(step, entry, fmt)
+        step = _step_of(path, fmt)
         if step in found:
-            other = found[step]
             raise CheckpointError(
-                root, f"two checkpoints for step {step}: {other.path.name} and {name}; keep one of them"
+                root, f"two checkpoints for step {step}: {found[step].path.name} and {name}; keep one of them "
+                "(move the other out of the folder)"
             )
-        found[step] = ref
+        found[step] = CheckpointRef(step, path, fmt)
     if not found:
-        if (root / _dcp.METADATA_FILE).is_file() or notes:
-            what = "a DCP .metadata file" if (root / _dcp.METADATA_FILE).is_file() else ", ".join(notes[:3])
+        if metadata_here or notes:
+            what = "a DCP .metadata file" if metadata_here else ", ".join(notes[:3])
             raise EmptyFolderError(
                 root,
                 f"no checkpoints with a step found; the folder itself looks like one saved model ({what}); "
@@ -207,8 +375,14 @@ class CheckpointReader:
         return dict(self._info)
 
     def aliases(self) -> dict[str, str]:
-        """Duplicate name -> canonical name for tensors stored once under several names (tied weights)."""
+        """Duplicate name -> canonical name for tensors this file stores once under several names
+        (tied weights the format records; :func:`tied_names` adds those it does not)."""
         return dict(self._aliases)
+
+    def probe(self, name: str) -> bytes | None:
+        """A few raw bytes of tensor ``name`` (its start, middle and end) read without reading
+        the whole tensor, or None where the format can only read whole tensors (DCP)."""
+        return None
 
     def iter_tensors(self, names: Sequence[str]) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield ``(name, CPU tensor)`` for ``names``, in that order, reading one tensor at a time."""
@@ -277,6 +451,7 @@ class _SafetensorsReader(CheckpointReader):
     def __init__(self, ref: CheckpointRef, shards: list[tuple[Path, list[str] | None]]) -> None:
         super().__init__(ref)
         self._where: dict[str, Path] = {}
+        self._entries: dict[str, SafetensorsEntry] = {}
         self._handle: Any = None
         self._handle_path: Path | None = None
         for path, wanted in shards:
@@ -293,6 +468,15 @@ class _SafetensorsReader(CheckpointReader):
                     raise CorruptCheckpointError(path, f"tensor {e.name!r} also appears in {self._where[e.name].name}")
                 self._info[e.name] = TensorInfo(e.shape, e.dtype)
                 self._where[e.name] = path
+                self._entries[e.name] = e
+
+    def probe(self, name: str) -> bytes | None:
+        e = self._entries[name]
+        n, k = e.end - e.begin, _PROBE_BYTES
+        path, start = self._where[name], e.base + e.begin
+        if n <= 3 * k:
+            return read_bytes(path, start, n)
+        return b"".join(read_bytes(path, start + at, k) for at in (0, (n - k) // 2, n - k))
 
     def _open(self, path: Path) -> Any:
         """The safe_open handle for ``path`` (one shard open at a time)."""
@@ -396,13 +580,26 @@ class _TorchReader(CheckpointReader):
         self._loaded, self._loaded_path = tensors, path
         return tensors
 
+    def _tensor(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` from its (memory-mapped) shard, loading that shard if needed."""
+        path = self._where[name]
+        if self._loaded is None or self._loaded_path != path:
+            self._load(path, None)
+        assert self._loaded is not None
+        return self._loaded[name].detach()
+
     def _iter(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
         for name in names:
-            path = self._where[name]
-            if self._loaded is None or self._loaded_path != path:
-                self._load(path, None)
-            assert self._loaded is not None
-            yield name, self._loaded[name].detach()
+            yield name, self._tensor(name)
+
+    def probe(self, name: str) -> bytes | None:
+        t = self._tensor(name)
+        if not t.is_contiguous():
+            return None
+        flat = t.reshape(-1)
+        k = max(1, _PROBE_BYTES // max(1, t.element_size()))
+        parts = [flat] if flat.numel() <= 3 * k else [flat[:k], flat[(flat.numel() - k) // 2:][:k], flat[-k:]]
+        return b"".join(_raw(p) for p in parts)
 
     def close(self) -> None:
         self._loaded = self._loaded_path = None
@@ -435,6 +632,114 @@ class _DcpReader(CheckpointReader):
     def _iter(self, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
         for name in names:
             yield name, _dcp.read_tensor(self._tensors[name])
+
+
+# ----------------------------------------------------------------------------- tied weights
+
+#: Bytes read at each of three places of a tensor to rule out equal values cheaply.
+_PROBE_BYTES = 64
+
+
+def _raw(t: torch.Tensor) -> bytes:
+    """The bytes of a tensor's values (bit patterns, so NaN equals NaN and -0.0 differs from 0.0)."""
+    flat = t.detach().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+
+def _digest(t: torch.Tensor) -> bytes:
+    """A hash of the bit pattern of a tensor's values."""
+    flat = t.detach().contiguous().reshape(-1)
+    h = hashlib.blake2b(digest_size=32)
+    if flat.numel():
+        h.update(memoryview(flat.view(torch.uint8).numpy()))
+    return h.digest()
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True if two tensors have the same shape, dtype and bit patterns."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    x, y = a.detach().contiguous().reshape(-1), b.detach().contiguous().reshape(-1)
+    return bool(torch.equal(x.view(torch.uint8), y.view(torch.uint8))) if x.numel() else True
+
+
+def tied_names(first: CheckpointReader, last: CheckpointReader | None) -> dict[str, str]:
+    """Duplicate name -> canonical name of the tied weights of a run (rule in the module docs),
+    from its ``first`` and ``last`` checkpoints. Reads only tensors that could be tied: the
+    floating-point tensors that share a shape and dtype with another, and of those only the ones
+    whose probes (a few bytes) agree."""
+    ties = first.aliases()
+    info = first.tensor_info()
+    classes: dict[tuple[Any, ...], list[str]] = {}
+    for name, ti in info.items():
+        if name not in ties and ti.numel and ti.dtype.is_floating_point:
+            classes.setdefault((ti.shape, ti.dtype), []).append(name)
+    suspects: list[list[str]] = []
+    for names in classes.values():
+        if len(names) > 1:
+            by_probe: dict[bytes | None, list[str]] = {}
+            for n in names:
+                by_probe.setdefault(first.probe(n), []).append(n)
+            suspects += [g for g in by_probe.values() if len(g) > 1]
+    if not suspects or last is None:
+        return ties
+    wanted = {n for g in suspects for n in g}
+    before = {n: _digest(t) for n, t in first.iter_tensors([n for n in info if n in wanted])}
+    pairs: dict[str, str] = {}
+    for g in suspects:
+        same: dict[bytes, list[str]] = {}
+        for n in g:
+            same.setdefault(before[n], []).append(n)
+        pairs.update((a, names[0]) for names in same.values() for a in names[1:])
+    if not pairs:
+        return ties
+    later = last.tensor_info()
+    needed = set(pairs) | set(pairs.values())
+    after = {n: _digest(t) for n, t in last.iter_tensors([n for n in later if n in needed and later[n] == info[n]])}
+    for a, c in pairs.items():
+        if a in after and c in after and after[a] == after[c] and after[c] != before[c]:
+            ties[a] = c
+    return ties
+
+
+def iter_untied(reader: CheckpointReader, names: Sequence[str],
+                ties: dict[str, str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """``reader.iter_tensors(names)``, checking on the way that each tie of ``ties`` whose
+    canonical tensor is among ``names`` holds here too: the file records it, or the duplicate
+    (read right after its canonical tensor, and not yielded) is bit-identical. A tie that does
+    not hold raises CheckpointError naming both tensors and the file."""
+    recorded = reader.aliases()
+    present = reader.tensor_info()
+    wanted = set(names)
+    checks: dict[str, list[str]] = {}
+    for a, c in ties.items():
+        if c in wanted and a in present and a not in wanted and recorded.get(a) != c:
+            checks.setdefault(c, []).append(a)
+    order: list[str] = []
+    for n in names:
+        order += [n, *checks.get(n, ())]
+    return _checked(reader, order, {a: c for c, dups in checks.items() for a in dups})
+
+
+def _checked(reader: CheckpointReader, order: list[str], dup_of: dict[str, str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """The generator behind :func:`iter_untied`."""
+    held: dict[str, torch.Tensor] = {}
+    checked = set(dup_of.values())
+    for name, tensor in reader.iter_tensors(order):
+        canonical = dup_of.get(name)
+        if canonical is None:
+            if name in checked:
+                held = {name: tensor}
+            yield name, tensor
+            continue
+        if not _same_bits(held[canonical], tensor):
+            raise CheckpointError(
+                reader.ref.path,
+                f"tensors {name!r} and {canonical!r} were counted once as tied weights (bit-identical in the first "
+                f"and the last checkpoint) but differ here; if they are two parameters, exclude one "
+                f"(--exclude '{name}') or move this checkpoint out of the folder",
+            )
+
 
 
 def _open_hf(ref: CheckpointRef, state_key: str | None) -> CheckpointReader:
