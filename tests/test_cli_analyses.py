@@ -166,3 +166,86 @@ def test_a_real_monitor_history(tmp_path):
     assert th["results"][0]["lr_source"] == "log" and th["results"][0]["n_parameters"] == 21
     co = _json(_run("coupling", path, "-w", "3", "--json", "--permutations", "50", "--granger-lag", "1"))
     assert co["results"][0]["n"] >= 20
+
+
+# ---------------------------------------------------------------------------- issue 13: nothing lost, one line
+def _analyze_table(hist, folder):
+    df = pd.read_json(hist, lines=True)
+    folder.mkdir(exist_ok=True)
+    df[df["kind"] == "sed"].drop(columns=["kind"]).dropna(axis=1, how="all").to_csv(folder / "metrics.csv", index=False)
+    return folder / "metrics.csv"
+
+
+def test_thesis_without_a_learning_rate_says_how_to_give_one(hist, tmp_path):
+    doc = _json(_run("thesis", _analyze_table(hist, tmp_path / "t"), "-w", "5", "--json"))
+    note = " ".join(doc["results"][0]["notes"])
+    assert "no learning rate" in note and "--lr" in note and "--val" in note and "lr" in note.split("--val")[1]
+
+
+@pytest.mark.parametrize("cmd", ["phases", "coupling", "thesis"])
+def test_an_existing_output_is_kept_unless_overwrite(hist, tmp_path, cmd):
+    out = tmp_path / "out.csv"
+    out.write_text("an earlier result\n")
+    res = _run(cmd, hist, "-w", "10", "--out", out, "--permutations", "0") if cmd == "coupling" else \
+        _run(cmd, hist, "-w", "10", "--out", out)
+    _one_line_error(res, "--overwrite")
+    assert out.read_text() == "an earlier result\n"
+    extra = ["--permutations", "0"] if cmd == "coupling" else []
+    res = _run(cmd, hist, "-w", "10", "--out", out, "--overwrite", "--quiet", *extra)
+    assert res.exit_code == 0, res.output
+    assert len(read_table(out)) >= 1
+
+
+def test_output_tables_are_readable_by_others(hist, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "p.csv"
+    assert _run("phases", hist, "-w", "10", "--method", "plateau", "--out", out, "--quiet").exit_code == 0
+    mode = stat.S_IMODE(os.stat(out).st_mode)
+    assert mode == 0o644, oct(mode)
+
+
+def test_flags_show_no_value_in_help_and_version():
+    from spectral_edge import __version__
+
+    for cmd in ("phases", "coupling", "thesis", "analyze", "report"):
+        res = _run(cmd, "--help")
+        assert res.exit_code == 0 and "<bool>" not in res.stdout, res.stdout
+        assert "--overwrite" in res.stdout
+    res = _run("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"spectral-edge {__version__}"
+
+
+def test_usage_errors_are_one_line_with_a_hint(hist):
+    res = _run("phases", hist, "--bogus")
+    assert res.exit_code == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("spectral-edge: error:"), res.stderr
+    assert "--bogus" in lines[0] and "spectral-edge phases --help" in lines[0]
+    res = _run("phases", hist, "--quiet", "yes")
+    assert res.exit_code == 2 and "--quiet" in res.stderr and "flag" in res.stderr
+    res = _run()  # no command: the help, as before
+    assert res.exit_code == 2 and "Usage" in res.output
+
+
+def test_a_torn_last_line_is_one_warning_line_and_the_rows_before_it_are_read(hist, tmp_path):
+    torn = tmp_path / "history.jsonl"
+    torn.write_bytes(hist.read_bytes() + b'{"kind": "sed", "step": 99999, "wind')
+    res = _run("phases", torn, "-w", "10", "--method", "plateau", "--json")
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("spectral-edge: warning:") and "torn" in lines[0], res.stderr
+    assert json.loads(res.stdout)["results"][0]["window"] == 10
+
+
+def test_an_empty_output_is_an_error_before_anything_is_written(tmp_path):
+    from spectral_edge.cli.analyses import _write
+    from spectral_edge.errors import ConfigError
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    b.write_text("an earlier result\n")
+    with pytest.raises(ConfigError, match="--lags-out .*b.csv: nothing to write"):
+        _write({"--out": ([{"step": 1}], a), "--lags-out": ([], b)}, {})
+    assert not a.exists() and b.read_text() == "an earlier result\n"
+    assert _write({"--out": ([{"step": 1}], a), "--lags-out": ([], None)}, {}) == {"--out": str(a), "--lags-out": None}

@@ -417,6 +417,25 @@ def test_cli_report_prints_one_line(tmp_path):
     assert svg_count((tmp_path / "r.html").read_text()) == 4
 
 
+def test_cli_report_keeps_an_existing_page_unless_overwrite(tmp_path):
+    import os
+    import stat
+
+    folder = planted_run(tmp_path / "p")
+    page = folder / "report.html"
+    page.write_text("<html>an earlier report</html>")
+    res = runner.invoke(app, ["report", str(folder)])
+    assert res.exit_code == 2 and "report.html" in res.stderr and "--overwrite" in res.stderr
+    assert page.read_text() == "<html>an earlier report</html>"
+    res = runner.invoke(app, ["report", str(folder), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert svg_count(page.read_text()) == 4 and stat.S_IMODE(os.stat(page).st_mode) == 0o644
+    # the library call is the request: it replaces unless told not to
+    assert build_report(folder) == page
+    with pytest.raises(ConfigError, match="exists"):
+        build_report(folder, overwrite=False)
+
+
 def test_cli_report_json(tmp_path):
     folder = planted_run(tmp_path / "p")
     res = runner.invoke(app, ["report", str(folder), "--json", "--quiet"])
@@ -466,6 +485,8 @@ def test_cli_compare(tmp_path):
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == f"comparison: {tmp_path / 'c.html'}"
     res = runner.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "c.html"), "--json"])
+    assert res.exit_code == 2 and "--overwrite" in res.stderr  # an existing page is kept unless asked
+    res = runner.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "c.html"), "--json", "--overwrite"])
     data = json.loads(res.stdout)
     assert [r["label"] for r in data["runs"]] == ["a", "b"] and [r["lead"] for r in data["runs"]] == [800, None]
 

@@ -88,7 +88,7 @@ def test_summary_is_on_the_page_and_in_json(tmp_path):
     html = build_report(folder).read_text()
     assert "<li>The first alarm fired at step 3200, 800 steps before grokking.</li>" in html
     assert "<h3>Caveats</h3>" in html
-    res = CliRunner().invoke(app, ["report", str(folder), "--json"])
+    res = CliRunner().invoke(app, ["report", str(folder), "--json", "--overwrite"])
     facts = json.loads(res.stdout)
     assert facts["lead"] == 800 and facts["alarm_steps"] == [3200] and facts["alarm_detector"] == "defect_onset"
     assert facts["phases"]["plateau_start"] == 2500 and facts["phases"]["plateau_end"] == 3500

@@ -156,3 +156,33 @@ def test_broken_side_files_become_notes_not_errors(tmp_path):
     data = read_run(folder)
     assert any("summary.json" in n for n in data.notes) and any("eval.csv" in n for n in data.notes)
     assert data.logs["val_loss"].notna().all()
+
+
+# ---------------------------------------------------------------------------- steps are integers (issue 13)
+def test_absurd_steps_in_tables_and_val_files_are_errors_and_in_eval_csv_a_note(tmp_path):
+    import pandas as pd
+
+    from spectral_edge.io.run import read_val_csv
+
+    folder = _run_folder(tmp_path, history_logs=[{"step": 100, "test_loss": 1.0}])
+    pd.DataFrame({"step": [100, 1e30], "val_loss": [1.0, 0.5]}).to_csv(folder / "eval.csv", index=False)
+    data = read_run(folder)
+    assert any("eval.csv" in n and "1e+30" in n and "ignored" in n for n in data.notes), data.notes
+    assert "val_loss" not in data.logs.columns
+    with pytest.raises(ConfigError, match=r"eval.csv: row 2: step 1e\+30 is not a training step"):
+        read_val_csv(folder / "eval.csv")
+    table = tmp_path / "t" / "metrics.csv"
+    table.parent.mkdir()
+    pd.DataFrame({"step": [100, 200, 300], "window": [5, 5, 2**40], "group": "all", "gap_ratio": 1.5}).to_csv(table, index=False)
+    with pytest.raises(ConfigError, match=r"metrics.csv: row 3: window 1099511627776 is not a window size"):
+        read_run(table)
+    table.write_text("step,window,gap_ratio\n100,5,1.5\nten,5,1.4\n")
+    with pytest.raises(ConfigError, match=r"metrics.csv: row 2: step 'ten'"):
+        load_run(table)
+
+
+def test_a_jsonl_whose_first_line_is_not_an_object_is_refused(tmp_path):
+    p = tmp_path / "h.jsonl"
+    p.write_text("[1, 2]\n")
+    with pytest.raises(ConfigError, match="h.jsonl: line 1 is not a JSON object"):
+        read_run(p)

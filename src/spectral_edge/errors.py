@@ -50,3 +50,8 @@ class NonFiniteError(CheckpointError):
 
 class StateError(SpectralEdgeError):
     """A saved state (window, monitor) does not match the object it is loaded into."""
+
+
+class MissingDependencyError(SpectralEdgeError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it
+    (an ImportError too, so code that probes with ``except ImportError`` keeps working)."""

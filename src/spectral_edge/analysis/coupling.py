@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deps import require
 from ..errors import ConfigError
 from .series import ALIGN_MODES, Series, align, values_at
 
@@ -354,7 +355,7 @@ def effective_sample_size(x: Any, y: Any, method: str = "bretherton", max_k: int
 
 def ess_pvalue(r: float, n_eff: float) -> float:
     """Two-sided p of Pearson r under H0 with ``t = r·√((n_eff−2)/(1−r²))``, ``n_eff − 2`` dof."""
-    from scipy import stats
+    stats = require("scipy.stats", "analysis", "the coupling analysis")
 
     if not np.isfinite(r) or not np.isfinite(n_eff) or n_eff <= 2:
         return float("nan")
@@ -368,8 +369,8 @@ def ess_pvalue(r: float, n_eff: float) -> float:
 
 def granger_test(y: Any, x: Any, lr: Any = None, max_lag: int = 4, cause: str = "x", effect: str = "y") -> GrangerResult:
     """Nested F-test of ``y_t ~ 1 + y_{t−1…t−p} + lr_t`` against ``+ x_{t−1…t−p}``; p by AIC of the unrestricted model."""
-    import statsmodels.api as sm
-    from statsmodels.tsa.tsatools import lagmat
+    sm = require("statsmodels.api", "analysis", "the Granger test", "--granger-lag 0 to skip it")
+    lagmat = require("statsmodels.tsa.tsatools", "analysis", "the Granger test", "--granger-lag 0 to skip it").lagmat
 
     y = np.asarray(y, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
@@ -420,7 +421,7 @@ def granger_test(y: Any, x: Any, lr: Any = None, max_lag: int = 4, cause: str = 
 
 def phase_correlations(steps: Any, x: Any, y: Any, phases: Any, degree: int = 3) -> tuple[PhaseCorrelation, ...]:
     """Per phase of ``phases`` (a :class:`~.phases.Phases` on x's steps): lag-0 r of raw and of detrended (x, y)."""
-    from scipy import stats
+    stats = require("scipy.stats", "analysis", "the coupling analysis")
 
     steps = np.asarray(steps)
     x = np.asarray(x, dtype=np.float64)
@@ -457,7 +458,7 @@ def lag_coupling(x: Series, y: Series, lr: Series | None = None, *, max_lag: int
                  how: str = "interpolate", n_perm: int = 999, seed: int = 0, ess_method: str = "bretherton",
                  granger_max_lag: int = 4, phases: Any = None) -> CouplingResult:
     """Align x (spectral) and y (loss), detrend both, ``r(ℓ) = Pearson(x_t, y_{t+ℓ})``; peak = argmin_ℓ r(ℓ)."""
-    from scipy import stats
+    stats = require("scipy.stats", "analysis", "the coupling analysis")
 
     if how not in ALIGN_MODES:
         raise ConfigError(f"alignment must be one of {', '.join(ALIGN_MODES)}, got {how!r}")

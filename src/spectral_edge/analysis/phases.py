@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deps import require
 from ..errors import ConfigError
 
 PHASE_METHODS: tuple[str, ...] = ("plateau", "derivative", "threshold", "changepoint")
@@ -291,7 +292,8 @@ def _noise_sigma(f: np.ndarray) -> float:
 def changepoint_phases(steps: Any, values: Any, algo: str = "binseg", cost: str = "l2", penalty: float | None = None,
                        n_bkps: int = 2, min_size: int = 3, config: PhaseConfig | None = None) -> Phases:
     """``ruptures`` segmentation into ``n_bkps + 1`` segments (or Pelt with ``penalty``); plateau = highest-mean segment."""
-    import ruptures as rpt
+    rpt = require("ruptures", "analysis", "the changepoint phase detector (--method changepoint, part of --method all)",
+                  "choose --method plateau, derivative or threshold")
 
     cfg = config or PhaseConfig(method="changepoint", algo=algo, cost=cost, penalty=penalty, n_bkps=n_bkps,
                                 min_size=min_size)

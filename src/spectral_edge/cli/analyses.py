@@ -2,7 +2,9 @@
 an ``analyze`` table (see :mod:`spectral_edge.analysis`).
 
 Each command analyses every window size W of the run unless ``--window`` picks some, prints
-a table (or ``--json``), and writes ``--out`` (.csv, .parquet or .jsonl) when asked.
+a table (or ``--json``), and writes ``--out`` (.csv, .parquet or .jsonl) when asked: checked
+before any work (never a file the command reads, never an existing file without
+``--overwrite``), written atomically once everything is computed, never empty.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ _WINDOW_OPT = typer.Option([], "--window", "-w", help="Window size W; repeat or 
 _GROUP_OPT = typer.Option(None, "--group", "-g", help="Parameter group (default: all).")
 _JSON_OPT = typer.Option(False, "--json", help="Print JSON on stdout.")
 _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No summary table.")
+_OVERWRITE_OPT = typer.Option(False, "--overwrite", help="Replace an existing output file (never one of the inputs).")
 
 
 def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
@@ -33,15 +36,19 @@ def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
     return ws
 
 
-def _load(run: Path, val: Optional[Path], stream: str, group: Optional[str], *outs: Optional[Path]) -> tuple[Any, str]:
-    """Check the output paths' formats (before any work), read the run, resolve the group: (RunData, group)."""
+def _load(run: Path, val: Optional[Path], stream: str, group: Optional[str], outs: dict[str, Optional[Path]],
+          overwrite: bool) -> tuple[Any, str]:
+    """Check the output paths' formats, read the run, check the outputs against what was read
+    (:func:`~spectral_edge.io.tables.check_outputs`), resolve the group: (RunData, group). All
+    before any work."""
     from ..io.run import load_run
-    from ..io.tables import table_format
+    from ..io.tables import check_outputs, table_format
 
-    for p in outs:
+    for p in outs.values():
         if p is not None:
             table_format(p)
     data = load_run(run, val=val, stream=stream)
+    check_outputs(outs, data.files.items(), overwrite=overwrite)
     return data, data.resolve_group(group)
 
 
@@ -61,13 +68,22 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _write(rows: list[dict], out: Optional[Path], meta: dict) -> Optional[str]:
+def _write(tables: dict[str, tuple[list[dict], Optional[Path]]], meta: dict) -> dict[str, Optional[str]]:
+    """Write every asked-for table (flag → (rows, path or None)), after checking that none is
+    empty (an empty output is an error and the old file stays); flag → the path written."""
+    from ..errors import ConfigError
     from ..io.tables import write_table
 
-    if out is None:
-        return None
-    write_table(rows, out, meta)
-    return str(out)
+    for flag, (rows, out) in tables.items():
+        if out is not None and not rows:
+            raise ConfigError(f"{flag} {out}: nothing to write (no rows were computed); no file was written")
+    written: dict[str, Optional[str]] = {}
+    for flag, (rows, out) in tables.items():
+        written[flag] = None
+        if out is not None:
+            write_table(rows, out, meta)
+            written[flag] = str(out)
+    return written
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -133,6 +149,7 @@ def phases(
     primary_tau: float = typer.Option(1.20, "--primary-tau", help="The τ reported as the collapse step."),
     val: Optional[Path] = typer.Option(None, "--val", help="CSV with step,val_loss (merged into the logged metrics)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Per-row labels: .csv, .parquet or .jsonl."),
+    overwrite: bool = _OVERWRITE_OPT,
     as_json: bool = _JSON_OPT,
     quiet: bool = _QUIET_OPT,
 ) -> None:
@@ -149,7 +166,7 @@ def phases(
     base = PhaseConfig(frac=frac, smooth_window=smooth_window, deriv_threshold=deriv_threshold, tau=tau, algo=algo,
                        cost=cost, penalty=penalty, n_bkps=n_bkps, min_size=min_size,
                        taus=_floats(taus, "--taus"), primary_tau=primary_tau)
-    data, g = _load(run, val, stream, group)
+    data, g = _load(run, val, stream, group, {"--out": out}, overwrite)
     results, table = [], []
     for W in _windows(data, window):
         ser = data.spectral_series(column, W, g)
@@ -165,8 +182,8 @@ def phases(
             for m, ph in per_method.items():
                 row[f"phase_{m}"] = ph.labels[i]
             table.append(row)
-    written = _write(table, out, {"command": "phases", "source": str(run), "column": column,
-                                  "config": {k: v for k, v in base.__dict__.items() if k != "method"}})
+    written = _write({"--out": (table, out)}, {"command": "phases", "source": str(run), "column": column,
+                                               "config": {k: v for k, v in base.__dict__.items() if k != "method"}})["--out"]
     if as_json:
         echo_json({"source": str(run), "column": column, "group": g, "results": results, "out": written})
     elif not quiet:
@@ -204,6 +221,7 @@ def coupling(
     phase_method: str = typer.Option("plateau", "--phase-method", help="Detector for phase-specific correlations."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="One row per W: .csv, .parquet or .jsonl."),
     lags_out: Optional[Path] = typer.Option(None, "--lags-out", help="One row per (W, lag) with r."),
+    overwrite: bool = _OVERWRITE_OPT,
     as_json: bool = _JSON_OPT,
     quiet: bool = _QUIET_OPT,
 ) -> None:
@@ -211,7 +229,7 @@ def coupling(
     from ..analysis.coupling import LagFlip, run_coupling
     from ..analysis.phases import PhaseConfig
 
-    data, g = _load(run, val, stream, group, out, lags_out)
+    data, g = _load(run, val, stream, group, {"--out": out, "--lags-out": lags_out}, overwrite)
     data.validation(val_column)  # fail early with a clear message
     pc = PhaseConfig(method=phase_method)
     results = tuple(run_coupling(data, W, g, column, val_column, phase_config=pc, max_lag=max_lag, degree=degree,
@@ -220,8 +238,9 @@ def coupling(
     flip = LagFlip(results)
     summaries = [r.to_dict() for r in results]
     meta = {"command": "coupling", "source": str(run), "column": column}
-    written = _write(summaries, out, meta)
-    lag_written = _write([row for r in results for row in r.lag_rows()], lags_out, meta)
+    done = _write({"--out": (summaries, out), "--lags-out": ([row for r in results for row in r.lag_rows()], lags_out)},
+                  meta)
+    written, lag_written = done["--out"], done["--lags-out"]
     if as_json:
         echo_json({"source": str(run), "column": column, "target": results[0].target if results else None,
                    "group": g, "results": summaries, "lag_flip": flip.to_dict(), "out": written,
@@ -258,18 +277,19 @@ def thesis(
     high: float = typer.Option(10.0, "--high", help="A above this: forgetting."),
     val: Optional[Path] = typer.Option(None, "--val", help="CSV with step and metric columns (e.g. lr) to merge."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Per-window rows: .csv, .parquet or .jsonl."),
+    overwrite: bool = _OVERWRITE_OPT,
     as_json: bool = _JSON_OPT,
     quiet: bool = _QUIET_OPT,
 ) -> None:
     """Adiabatic parameter A and its regime, Davis–Kahan stability, gap dynamics, BBP threshold."""
     from ..analysis.thesis import run_thesis
 
-    data, g = _load(run, val, stream, group, out)
+    data, g = _load(run, val, stream, group, {"--out": out}, overwrite)
     reports = [run_thesis(data, W, g, lr=lr, n_parameters=n_parameters, low=low, high=high)
                for W in _windows(data, window)]
     summaries = [r.to_dict() for r in reports]
-    written = _write([row for r in reports for row in r.rows], out,
-                     {"command": "thesis", "source": str(run), "delta_g_method": reports[0].delta_g_method})
+    written = _write({"--out": ([row for r in reports for row in r.rows], out)},
+                     {"command": "thesis", "source": str(run), "delta_g_method": reports[0].delta_g_method})["--out"]
     if as_json:
         echo_json({"source": str(run), "group": g, "results": summaries, "out": written})
     elif not quiet:

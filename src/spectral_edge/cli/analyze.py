@@ -1,4 +1,11 @@
-"""``spectral-edge analyze``: a folder of checkpoints → one row per window."""
+"""``spectral-edge analyze``: a folder of checkpoints → one row per window.
+
+The output is checked before any checkpoint is read (a known format, not a folder, not a
+checkpoint or inside a checkpoint folder, not an existing file unless ``--overwrite``), and
+written atomically once every row is computed; a run that yields no row (fewer checkpoints
+than the window needs) is an error that leaves the old output as it was. The flags reach the
+library as given (``--sketch-dim 0`` is passed on as 0, for the library to refuse).
+"""
 
 from __future__ import annotations
 
@@ -33,13 +40,15 @@ def analyze(
     state_key: Optional[str] = typer.Option(None, "--state-key", help="Key of the state dict inside .pt files."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn and skip unreadable checkpoints instead of stopping."),
     out: Path = typer.Option(Path("metrics.parquet"), "--out", "-o", help="Output table: .parquet, .csv or .jsonl."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output table if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Analyse a folder of checkpoints: one row per window with σ, k*, gap ratio and more."""
     from ..engine import AnalysisConfig, analyze_checkpoints
-    from ..errors import CheckpointError
-    from ..io.tables import table_format, write_table
+    from ..errors import CheckpointError, ConfigError
+    from ..io.checkpoints import discover
+    from ..io.tables import check_outputs, table_format, write_table
     from ..selection import Selection
     from ..stream.analyzer import default_sketch
 
@@ -49,6 +58,13 @@ def analyze(
     config = AnalysisConfig(windows=windows, sketch=spec,
                             selection=Selection(tuple(include), tuple(exclude), preset, group_by, include_buffers),
                             kstar_rule=kstar_rule)
+    refs = discover(folder)
+    check_outputs({"--out": out}, [("checkpoint", r.path) for r in refs], overwrite=overwrite)
+    need = min(config.windows) + 1
+    if len(refs) < need:
+        raise ConfigError(f"{folder}: {len(refs)} checkpoints give {len(refs) - 1} update(s), fewer than the smallest "
+                          f"window W = {min(config.windows)} needs ({need} checkpoints); no rows, nothing written "
+                          "(use a smaller --window)")
     bar, cb = progress("analyze", quiet or as_json)
     warn = warner(as_json)
     try:
@@ -58,16 +74,30 @@ def analyze(
     except CheckpointError as e:
         done = getattr(e, "partial", None)
         if done is not None and done.rows:
-            partial = out.with_name(out.stem + ".partial" + out.suffix)
+            partial = _partial_path(out, overwrite)
             write_table(done.rows, partial, done.to_dict())
             raise CheckpointError(e.path, f"{e.problem} (the {len(done.rows)} rows computed before it are in {partial})") from None
         raise
+    if not result.rows:
+        raise ConfigError(f"{folder}: {len(result.checkpoints)} usable checkpoints give no full window of "
+                          f"W = {min(config.windows)}; no rows, nothing written to {out}")
     write_table(result.rows, out, result.to_dict())
     summary = _summary(result, out)
     if as_json:
         echo_json(summary)
     elif not quiet:
         _print_summary(summary)
+
+
+def _partial_path(out: Path, overwrite: bool) -> Path:
+    """Where the rows computed before a failure go: ``<out>.partial<ext>``, or, when that
+    exists and ``overwrite`` is not given, the first free ``<out>.partial-<n><ext>``."""
+    partial = out.with_name(f"{out.stem}.partial{out.suffix}")
+    n = 2
+    while partial.exists() and not overwrite:
+        partial = out.with_name(f"{out.stem}.partial-{n}{out.suffix}")
+        n += 1
+    return partial
 
 
 def _summary(result, out: Path) -> dict:

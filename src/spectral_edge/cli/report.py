@@ -1,5 +1,9 @@
 """``spectral-edge report`` and ``spectral-edge compare``: self-contained HTML pages from
-history files, run folders or ``analyze`` tables (never a live model)."""
+history files, run folders or ``analyze`` tables (never a live model).
+
+An existing page (the default ``report.html`` in the run folder included) is replaced only
+with ``--overwrite``; the check comes before any figure is drawn. The figures need
+matplotlib (``spectral-edge[plot]``), checked first."""
 
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default: report.html in the run folder, or beside the file)."),
     window: Optional[int] = typer.Option(None, "--window", "-w", help="Window size W to show (default: 10 when recorded, else the smallest)."),
     group: str = typer.Option("all", "--group", "-g", help="Parameter group to show (default: all)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the HTML file if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on stdout (with the report's path under 'out')."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -58,11 +63,13 @@ def report(
     Figures: the singular values, k* and the gap ratio with phases, evaluation curves,
     early-warning signals (defect, g23, alarms), the JL error; and a plain-language summary
     with its caveats. The page opens offline. Ends by printing where it is."""
+    from .._deps import require
     from ..report.build import write_report
 
+    require("matplotlib", "plot", "the report's figures")
     bar = _LateProgress("report", quiet or as_json)
     try:
-        path, facts = write_report(source, out, window, group, progress=bar)
+        path, facts = write_report(source, out, window, group, progress=bar, overwrite=overwrite)
     finally:
         bar.close()
     if as_json:
@@ -83,6 +90,7 @@ def compare(
     out: Path = typer.Option(Path("compare.html"), "--out", "-o", help="HTML file to write."),
     window: Optional[int] = typer.Option(None, "--window", "-w", help="Window size W for every run (default: each run's own)."),
     group: str = typer.Option("all", "--group", "-g", help="Parameter group to show (default: all)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the HTML file if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary table (one object per run) as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -90,8 +98,13 @@ def compare(
 
     The report's figures overlaid, one colour and legend entry per run, and a summary table:
     peak gap ratio, modal k*, grok step, warning step and lead."""
+    from .._deps import require
+    from ..io.tables import check_outputs
+    from ..report.build import resolve_out
     from ..report.compare import write_comparison
 
+    require("matplotlib", "plot", "the comparison's figures")
+    check_outputs({"--out": resolve_out(out, out)}, overwrite=overwrite, need_folder=False)
     bar = _LateProgress("compare", quiet or as_json)
     try:
         path, facts = write_comparison(runs, labels, out, window, group, progress=bar)

@@ -29,6 +29,10 @@ Rules settled here, once (each is tested in ``tests/test_run_model.py``):
 - **The grok step** is :func:`spectral_edge.detectors.signals.grok_step` (the first
   evaluation with accuracy ≥ 0.9) unless the run's ``summary.json`` records one;
   :meth:`RunData.grok` says which.
+- **Steps and windows are integers.** A history row, a table row or a ``--val`` row whose
+  ``step`` is not an integer of at most 2**53 in size (or whose ``window`` is not a
+  positive integer below 2**31) is an error naming the file and the line or row; in
+  ``eval.csv`` (a side file) it becomes a note and the file is ignored.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 
 from ..detectors.signals import GROK_THRESHOLD, accuracy_key, grok_step, primary_window
 from ..errors import ConfigError
+from .history import MAX_STEP
 
 #: validation columns tried in order when none is named (``eval_loss``: the HF Trainer's name)
 VAL_COLUMNS: tuple[str, ...] = ("val_loss", "test_loss", "eval_loss")
@@ -307,7 +312,9 @@ def sniff(path: Path) -> str:
                     first = json.loads(line)
                 except json.JSONDecodeError:
                     raise ConfigError(f"{path}: the first line is not JSON; is this a history file?") from None
-                return "history" if isinstance(first, dict) and "kind" in first else "table"
+                if not isinstance(first, dict):
+                    raise ConfigError(f"{path}: line 1 is not a JSON object; is this a history file?")
+                return "history" if "kind" in first else "table"
     raise ConfigError(f"{path}: the file is empty; nothing to read")
 
 
@@ -396,6 +403,26 @@ def merge_metrics(base: Any, extra: Any):
     return out
 
 
+def check_steps(df: Any, path: Path) -> None:
+    """ConfigError naming ``path`` and the row when a ``step`` is not an integer of at most
+    2**53 in size, or a ``window`` is not an integer from 1 to 2**31 − 1 (missing values pass)."""
+    import pandas as pd
+
+    for col, lo, hi in (("step", -MAX_STEP, MAX_STEP), ("window", 1, 2**31 - 1)):
+        if col not in df.columns:
+            continue
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        with np.errstate(invalid="ignore"):
+            bad = (raw.notna() & num.isna()) | (num.notna() & ((num < lo) | (num > hi) | (num % 1 != 0)))
+        if bool(bad.any()):
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            v = raw.iloc[i]
+            v = v.item() if hasattr(v, "item") else v
+            what = "a training step (an integer of at most 2**53)" if col == "step" else "a window size (1 to 2**31 - 1)"
+            raise ConfigError(f"{path}: row {i + 1}: {col} {v!r} is not {what}")
+
+
 def read_val_csv(path: str | Path):
     """A CSV of ``step`` plus metric columns (e.g. ``val_loss``) as a per-step metric frame."""
     path = Path(path)
@@ -406,6 +433,7 @@ def read_val_csv(path: str | Path):
         raise ConfigError(f"{path}: cannot read it as CSV ({df})")
     if "step" not in df.columns:
         raise ConfigError(f"{path}: a validation CSV needs a 'step' column (found {', '.join(map(str, df.columns))})")
+    check_steps(df, path)
     return metric_frame(df)
 
 
@@ -427,6 +455,11 @@ def _read_eval_csv(path: Path, notes: list[str]):
         return None
     if "step" not in df.columns:
         notes.append(f"{path.name} has no 'step' column; ignored")
+        return None
+    try:
+        check_steps(df, path)
+    except ConfigError as e:
+        notes.append(f"{path.name}: {str(e).removeprefix(f'{path}: ')}; ignored")
         return None
     return df
 
@@ -469,11 +502,13 @@ def _read_rows(files: Mapping[str, Path], stream: str) -> tuple[str, dict[str, A
         return "history", _by_kind(read_history(files["history"]), stream), _history_meta(files["history"])
     if "table" in files:
         try:
-            frames = _by_kind(read_table(files["table"]), stream)
+            table = read_table(files["table"])
         except ConfigError:
             raise
         except Exception as e:  # a corrupt parquet/csv: say which file
             raise ConfigError(f"{files['table']}: not readable as a table ({type(e).__name__}: {e})") from None
+        check_steps(table, files["table"])
+        frames = _by_kind(table, stream)
         meta = _parquet_meta(files["table"]) if files["table"].suffix.lower() in (".parquet", ".pq") else {}
         return "table", frames, meta
     return "none", {}, {}
@@ -530,6 +565,5 @@ def load_run(source: str | Path, *, val: str | Path | None = None, stream: str =
     return data
 
 
-__all__ = ["HISTORY_NAMES", "RunData", "Series", "VAL_COLUMNS", "as_series", "find_inputs", "is_numeric", "load_run",
-           "merge_metrics", "metric_frame", "read_json", "read_run", "read_val_csv", "sniff",
-           "to_float"]
+__all__ = ["HISTORY_NAMES", "RunData", "Series", "VAL_COLUMNS", "as_series", "check_steps", "find_inputs", "is_numeric",
+           "load_run", "merge_metrics", "metric_frame", "read_json", "read_run", "read_val_csv", "sniff", "to_float"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io.tables import check_outputs
 from . import figures, html
 from .load import load_view
 from .summary import summary_facts
@@ -59,8 +60,9 @@ def default_out(run: RunView) -> Path:
 
 
 def write_report(source: str | Path, out: str | Path | None = None, window: int | None = None, group: str = "all",
-                 *, label: str | None = None, progress: ProgressFn | None = None):
-    """Build the report of one run; returns (path written, :class:`~.summary.Facts`)."""
+                 *, label: str | None = None, progress: ProgressFn | None = None, overwrite: bool = True):
+    """Build the report of one run; returns (path written, :class:`~.summary.Facts`).
+    ``overwrite=False``: an existing page is an error (checked before any figure is drawn)."""
     cb = progress or (lambda done, total, what: None)
     total = 2 + len(figures.RUN_FIGURES)
     cb(0, total, "reading")
@@ -68,6 +70,7 @@ def write_report(source: str | Path, out: str | Path | None = None, window: int 
     if not run.has_anything:
         raise ConfigError(f"{run.source}: nothing to plot (no windows, evaluations, probes or alarms)")
     path = resolve_out(out, default_out(run))
+    check_outputs({"--out" if out is not None else "the report": path}, overwrite=overwrite, need_folder=False)
     cb(1, total, "summary")
     facts = summary_facts(run)
     sections = []
@@ -81,12 +84,14 @@ def write_report(source: str | Path, out: str | Path | None = None, window: int 
 
 
 def build_report(source: str | Path, out: str | Path | None = None, window: int | None = None,
-                 group: str = "all", *, label: str | None = None, progress: ProgressFn | None = None) -> Path:
+                 group: str = "all", *, label: str | None = None, progress: ProgressFn | None = None,
+                 overwrite: bool = True) -> Path:
     """Write a self-contained HTML report of one run and return its path.
 
     ``source``: a run folder, a history ``.jsonl`` or an ``analyze`` table. ``out``: the
     page (default ``report.html`` in the run folder / beside the file). ``window``: W to
     show (default 10 when recorded, else the smallest). ``group``: parameter group.
-    Raises :class:`~spectral_edge.errors.ConfigError` for unusable input.
+    ``overwrite``: replace an existing page (the default; the command line asks for
+    ``--overwrite``). Raises :class:`~spectral_edge.errors.ConfigError` for unusable input.
     """
-    return write_report(source, out, window, group, label=label, progress=progress)[0]
+    return write_report(source, out, window, group, label=label, progress=progress, overwrite=overwrite)[0]
