@@ -142,3 +142,12 @@ def test_demo_command_writes_a_run_folder(tmp_path):
     assert last.startswith(("report:", "results:")) and str(out) in last
     s = json.loads((out / "summary.json").read_text())
     assert s["steps_run"] == 200 and (out / "history.jsonl").is_file()
+    # a second demo into the same folder refuses (one line, nothing touched) unless --overwrite
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = CliRunner().invoke(app, ["demo", "--modulus", "11", "--steps", "100", "--out", str(out), "--quiet"])
+    assert again.exit_code == 2 and "--overwrite" in again.output, again.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    res = CliRunner().invoke(app, ["demo", "--modulus", "11", "--steps", "100", "--out", str(out), "--quiet",
+                                   "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "summary.json").read_text())["steps_run"] == 100

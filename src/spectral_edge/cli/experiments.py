@@ -10,6 +10,12 @@ import typer
 
 from ._app import app, echo_json, parse_windows, stderr_console
 
+#: the shared --overwrite / --resume / --save-every options of ``grok``, ``run`` (and ``demo``)
+OVERWRITE_HELP = "Replace the run already in --out (without it, an existing run is refused)."
+RESUME_HELP = ("Continue the killed or interrupted run in --out from its newest run checkpoint "
+               "(same config; the result is identical to an uninterrupted run).")
+SAVE_EVERY_HELP = "Write a run checkpoint (out/run_state/, newest 2 kept) every N steps, for --resume; 0: none."
+
 
 def train_progress(quiet: bool):
     """(context manager, callback) showing a training bar with loss, test accuracy and grok step."""
@@ -50,13 +56,15 @@ def print_run_summary(s: dict[str, Any], out: Path) -> None:
     Console().print(t)
 
 
-def train_and_print(cfg, out: Path, as_json: bool, quiet: bool) -> dict[str, Any]:
-    """Train ``cfg`` into ``out`` with a progress bar, then print (or ``--json``) its summary."""
+def train_and_print(cfg, out: Path, as_json: bool, quiet: bool, *, overwrite: bool = False, resume: bool = False,
+                    save_every: int = 500) -> dict[str, Any]:
+    """Train ``cfg`` into ``out`` with a progress bar, then print (or ``--json``) its summary.
+    ``overwrite`` / ``resume`` / ``save_every``: see :func:`~spectral_edge.experiments.runner.run_experiment`."""
     from ..experiments.runner import run_experiment
 
     bar, cb = train_progress(quiet or as_json)
     with bar:
-        res = run_experiment(cfg, out, progress=cb)
+        res = run_experiment(cfg, out, progress=cb, overwrite=overwrite, resume=resume, save_every=save_every)
     if as_json:
         echo_json({**res.summary, "out": str(out)})
     elif not quiet:
@@ -69,7 +77,8 @@ def train_and_print(cfg, out: Path, as_json: bool, quiet: bool) -> dict[str, Any
     epilog="Examples:\n\n"
     "  spectral-edge grok --op add --modulus 97 --seed 42 --out runs/add-42\n\n"
     "  spectral-edge grok --op x2xyy2 --steps 12000 --no-early-stop --out runs/control\n\n"
-    "  spectral-edge grok --op add --weight-decay 0 --out runs/add-wd0 --json"
+    "  spectral-edge grok --op add --weight-decay 0 --out runs/add-wd0 --json\n\n"
+    "  spectral-edge grok --op add --out runs/add-42 --resume    # after a crash or kill: same flags plus --resume"
 )
 def grok(
     op: str = typer.Option("add", "--op", help="add | sub | mul | x2y2 | x2xyy2 | x3xy."),
@@ -87,6 +96,9 @@ def grok(
     defect: bool = typer.Option(True, "--defect/--no-defect", help="Run the commutator-defect probe (every 100 steps)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (summary.json, history.jsonl, eval.csv…)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    save_every: int = typer.Option(500, "--save-every", min=0, help=SAVE_EVERY_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
@@ -98,7 +110,7 @@ def grok(
                     lr=lr, optimizer=optimizer, train_frac=train_frac, early_stop=early_stop, every=every,
                     windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads)
     _check_op(op)
-    train_and_print(cfg, out, as_json, quiet)
+    train_and_print(cfg, out, as_json, quiet, overwrite=overwrite, resume=resume, save_every=save_every)
 
 
 def _check_op(op: str) -> None:
@@ -115,29 +127,21 @@ def _check_op(op: str) -> None:
 @app.command(
     "run",
     epilog="Examples:\n\n  spectral-edge run configs/dyck.toml --out runs/dyck\n\n"
-    "  spectral-edge run cfg.json --set seed=137 --set steps=4000 --out runs/s137",
+    "  spectral-edge run cfg.json --set seed=137 --set steps=4000 --out runs/s137\n\n"
+    "  spectral-edge run configs/dyck.toml --out runs/dyck --resume    # continue a killed run",
 )
 def run_config(
     config: Path = typer.Argument(..., help="A .toml or .json RunConfig (see spectral_edge.experiments.config)."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: key=value (JSON value), repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    save_every: int = typer.Option(500, "--save-every", min=0, help=SAVE_EVERY_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train any reference task (modular, multitask, dyck, scan, lm) from a declarative config."""
-    import json
-
-    from ..errors import ConfigError
     from ..experiments.config import RunConfig
 
-    cfg = RunConfig.from_file(config)
-    data = cfg.to_dict()
-    for item in set_:
-        if "=" not in item:
-            raise ConfigError(f"--set takes key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            data[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            data[k.strip()] = v
-    train_and_print(RunConfig.from_dict(data), out, as_json, quiet)
+    cfg = RunConfig.from_file(config, overrides=set_)
+    train_and_print(cfg, out, as_json, quiet, overwrite=overwrite, resume=resume, save_every=save_every)

@@ -9,6 +9,14 @@
     out_dir/summary.json       grok_step, warning_step, lead, final accuracies, wall time, paths
     out_dir/model.safetensors  the final parameters
     out_dir/checkpoints/       (with checkpoint_every > 0) step_XXXXXXX.safetensors
+    out_dir/run_state/         while the run is going: the newest run checkpoints (every ``save_every``
+                               steps), what ``resume=True`` (``--resume``) continues from; removed at the end
+
+Nothing is written before everything is checked (config, folder, workload, model, probes,
+the checkpoint to resume), a folder that holds a run is only replaced with ``overwrite`` or
+continued with ``resume``, and every file is written atomically (see :mod:`.checkpoint`).
+A resumed run's history.jsonl, eval.csv, model and summary (but wall_seconds) are
+byte-identical to an uninterrupted run's.
 
 The grok step is :func:`spectral_edge.detectors.signals.grok_step`: the first evaluation with
 test accuracy ≥ ``grok_threshold`` (0.9); the papers' stricter grok (test accuracy ≥ 0.98 at
@@ -18,11 +26,14 @@ three evaluations in a row, the same function with ``consecutive=3``) is reporte
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +41,14 @@ from typing import Any
 import torch
 
 from ..detectors import signals
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError, StateError
 from ..functional.sketch import SketchSpec
 from ..monitor import Monitor
 from ..selection import Selection
 from ..stream.analyzer import default_sketch
+from .checkpoint import (RUN_STATE, check_output_folder, clear_run, config_text, cut_file, file_digest,
+                         finish_run_state, history_rows, load_run_state, replace_atomically, run_contents,
+                         save_run_state, write_text_file)
 from .config import RunConfig
 from .optim import build_optimizer
 from .workloads import Workload, build_workload
@@ -45,6 +59,8 @@ ProgressFn = Callable[[int, int, dict[str, Any]], None]
 PROBE_BUILDERS: dict[str, Callable[[Workload, RunConfig, dict[str, Any]], Any]] = {}
 #: builder(workload, cfg, probes) -> detector or None: the default grokking alarm, if available.
 ALARM_BUILDER: list[Callable[[RunConfig, list[Any]], Any]] = []
+#: default cadence of the run checkpoints behind ``--resume`` (optimizer steps; 0: none)
+SAVE_EVERY = 500
 
 
 @dataclass
@@ -84,25 +100,106 @@ def build_probes(workload: Workload, cfg: RunConfig) -> list[Any]:
     return out
 
 
+def _warn(msg: str) -> None:
+    warnings.warn(f"spectral-edge: {msg}", RuntimeWarning, stacklevel=4)
+
+
+def _check_target(out: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse an ``out`` that is unusable, or that holds a run the caller did not ask to replace
+    (``overwrite``) or continue (``resume``). Writes nothing."""
+    if overwrite and resume:
+        raise ConfigError("--overwrite and --resume exclude each other: replace the run or continue it")
+    check_output_folder(out)
+    held = run_contents(out)
+    if resume:
+        if not held:
+            raise ConfigError(f"{out}: no run here to resume")
+        if (out / "summary.json").exists():
+            raise ConfigError(f"{out}: the run already finished (summary.json); nothing to resume "
+                              "(--overwrite trains it again)")
+    elif held and not overwrite:
+        raise ConfigError(f"{out}: already holds a run ({', '.join(held)}); use --overwrite to replace it "
+                          "or --resume to continue it")
+
+
+def _start_folder(out: Path, cfg: RunConfig, overwrite: bool, make_monitor: Callable[[], Monitor]) -> Monitor:
+    """Create (or, with ``overwrite``, clear) the run folder, write config.json and start the
+    monitor (which writes the history's first rows). A monitor that cannot start leaves no
+    half-made run behind."""
+    first_new = None
+    p = out
+    while not p.exists():
+        first_new, p = p, p.parent
+    try:
+        if overwrite:
+            clear_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_file(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        return make_monitor()
+    except BaseException as e:
+        for f in ("config.json", "history.jsonl"):
+            (out / f).unlink(missing_ok=True)
+        if first_new is not None:
+            for d in (out, *out.parents):
+                if not d.is_dir() or any(d.iterdir()):
+                    break
+                d.rmdir()
+                if d == first_new:
+                    break
+        if isinstance(e, OSError):
+            raise ConfigError(f"{out}: cannot write the run folder ({e.strerror or e})") from None
+        raise
+
+
+def _write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write ``path`` atomically; a full disk or a vanished folder is a one-line error naming it."""
+    with _disk_errors(path):
+        path.parent.mkdir(exist_ok=True)
+        replace_atomically(path, write)
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise CheckpointError(path, f"cannot write ({e.strerror or e}); the run stopped here") from None
+
+
+def _restore(saved: dict[str, Any], what: str, load: Callable[[], None]) -> None:
+    """``load()`` part of a run checkpoint; a state that does not fit is a one-line error."""
+    try:
+        load()
+    except (StateError, RuntimeError, KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{saved['path']}: the run checkpoint's {what} state does not fit this run "
+                          f"({' '.join(str(e).split())[:200]})") from None
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn | None = None,
                    extra_probes: Sequence[Any] = (), detectors: Sequence[Any] | None = None,
-                   loggers: Sequence[Any] = ()) -> RunResult:
+                   loggers: Sequence[Any] = (), overwrite: bool = False, resume: bool = False,
+                   save_every: int = SAVE_EVERY) -> RunResult:
     """Train ``cfg`` with the monitor attached and write the run folder (see module docs).
 
-    ``detectors``: None attaches the default grokking alarm when its probes are configured.
-    The caller's global RNG state is left as it was.
+    Everything (config, folder, workload, model, probes, a run checkpoint to resume) is checked
+    before the first write. A folder that already holds a run is refused unless ``overwrite``
+    (replace it) or ``resume`` (continue from its newest run checkpoint, bit-identically: the
+    config must be the saved one). ``save_every``: a run checkpoint every this many steps (0:
+    none). ``detectors``: None attaches the default grokking alarm when its probes are
+    configured. The caller's global RNG state is left as it was.
     """
     from safetensors.torch import save_model
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 0:
+        raise ConfigError(f"save_every (--save-every) must be a whole number ≥ 0, got {save_every!r}")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     t_start = time.perf_counter()
     wl = build_workload(cfg)
     model = wl.model
     opt = build_optimizer(cfg, model)
+    base_lrs = [g["lr"] for g in opt.param_groups]
     probes = build_probes(wl, cfg) + list(extra_probes)
     if detectors is None:
         _load_probe_modules()
@@ -110,19 +207,34 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     spec: SketchSpec | str = cfg.sketch
     if cfg.sketch != "auto":
         spec = default_sketch(cfg.windows, cfg.sketch, dim=cfg.sketch_dim)
-    monitor = Monitor(model, windows=cfg.windows, every=cfg.every, sketch=spec,
-                      selection=Selection(preset=cfg.selection, group_by=cfg.group_by), gradients=cfg.gradients,
-                      history=out / "history.jsonl", probes=probes, detectors=list(detectors), loggers=loggers)
+    history = out / "history.jsonl"
+    options: dict[str, Any] = dict(windows=cfg.windows, every=cfg.every, sketch=spec, gradients=cfg.gradients,
+                                   selection=Selection(preset=cfg.selection, group_by=cfg.group_by),
+                                   history=history, probes=probes, detectors=list(detectors), loggers=loggers)
+    _check_target(out, overwrite, resume)  # after the config's own checks, so those are reported first
+    saved = load_run_state(out, cfg.to_dict(), _warn) if resume else None
+    if saved is not None:
+        _restore(saved, "model", lambda: model.load_state_dict(saved["model"]))
+        _restore(saved, "optimizer", lambda: opt.load_state_dict(saved["optimizer"]))
+        # a trial monitor without a history checks the saved monitor state before the folder is touched
+        trial = Monitor(model, **{**options, "history": None, "loggers": ()}, sample_initial=False)
+        _restore(saved, "monitor", lambda: trial.load_state_dict(saved["monitor"]))
+        for key in ("data_rng", "torch_rng"):
+            _restore(saved, key, lambda: torch.Generator().set_state(saved[key]))
+    # ---- the first write to the folder is below this line
+    if saved is None:
+        monitor = _start_folder(out, cfg, overwrite, lambda: Monitor(model, **options))
+    else:
+        cut_file(history, int(saved["history_bytes"]))  # drop what the killed run wrote after its checkpoint
+        monitor = Monitor(model, start_step=int(saved["step"]), sample_initial=False, **options)
+        monitor.load_state_dict(saved["monitor"])
+        monitor.rows = history_rows(history)
     handle = monitor.attach(opt)
     gen = torch.Generator().manual_seed(cfg.effective_data_seed)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    evals: list[dict[str, Any]] = []
-    grok_step: int | None = None
-    stop_at = cfg.steps
     ckpt_dir = out / "checkpoints"
-    if cfg.checkpoint_every:
-        ckpt_dir.mkdir(exist_ok=True)
-        save_model(model, str(ckpt_dir / "step_0000000.safetensors"))
+
+    def snapshot(step: int) -> None:
+        _write(ckpt_dir / f"step_{step:07d}.safetensors", lambda tmp: save_model(model, str(tmp)))
 
     def evaluate(step: int) -> dict[str, Any]:
         was_training = model.training
@@ -134,14 +246,27 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         monitor.log(step, **metrics)
         return row
 
-    evaluate(0)
+    if saved is None:
+        evals: list[dict[str, Any]] = []
+        grok_step: int | None = None
+        stop_at, start, train_loss, wall_before = cfg.steps, 0, math.nan, 0.0
+        if cfg.checkpoint_every:
+            snapshot(0)
+        evaluate(0)
+    else:
+        evals = [dict(e) for e in saved["evals"]]
+        grok_step = None if saved["grok_step"] is None else int(saved["grok_step"])
+        stop_at, start = int(saved["stop_at"]), int(saved["step"])
+        train_loss, wall_before = float(saved["train_loss"]), float(saved.get("wall_seconds", 0.0))
+        gen.set_state(saved["data_rng"])
     last = evals[-1]
-    step = 0
-    train_loss = math.nan
+    step = start
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed + 1)  # anything stochastic inside the model (dropout) is seeded
+        if saved is not None:
+            torch.set_rng_state(saved["torch_rng"])
         model.train()
-        for step in range(1, cfg.steps + 1):
+        for step in range(start + 1, cfg.steps + 1):
             if cfg.warmup_steps and step <= cfg.warmup_steps:
                 for g, lr0 in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr0 * step / cfg.warmup_steps
@@ -159,7 +284,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
             if step % cfg.every == 0:
                 monitor.log(step, loss=train_loss)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_model(model, str(ckpt_dir / f"step_{step:07d}.safetensors"))
+                snapshot(step)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 last = evaluate(step)
                 if grok_step is None:
@@ -171,14 +296,25 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
                 progress(step, stop_at, {"loss": train_loss, "test_acc": last["test_acc"], "grok": grok_step})
             if step >= stop_at:
                 break
+            if save_every and step % save_every == 0:
+                size, digest = file_digest(history)
+                state = {"config": config_text(cfg.to_dict()), "model": model.state_dict(),
+                         "optimizer": opt.state_dict(), "monitor": monitor.state_dict(), "evals": evals,
+                         "grok_step": grok_step, "stop_at": stop_at, "train_loss": train_loss,
+                         "wall_seconds": wall_before + time.perf_counter() - t_start,
+                         "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                         "history_bytes": size, "history_sha256": digest}
+                with _disk_errors(out / RUN_STATE / f"step_{step:07d}.pt"):
+                    save_run_state(out, step, state)
     handle.remove()
     monitor.close()
-    save_model(model, str(out / "model.safetensors"))
+    _write(out / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
     fields = sorted({k for e in evals for k in e if k != "step"}, key=lambda k: (not k.startswith("train"), k))
-    with open(out / "eval.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["step", *fields])
-        w.writeheader()
-        w.writerows(evals)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=["step", *fields])
+    w.writeheader()
+    w.writerows(evals)
+    _write(out / "eval.csv", lambda tmp: tmp.write_bytes(buf.getvalue().encode("utf-8")))
     alarms = [r["step"] for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"]
     warning = int(alarms[0]) if alarms else None
     summary = {
@@ -201,11 +337,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         "final_test_loss": evals[-1].get("test_loss"),
         "n_parameters_monitored": monitor.n_parameters,
         "sketch": monitor.config.sketch.to_dict(),
-        "wall_seconds": round(time.perf_counter() - t_start, 2),
+        "wall_seconds": round(wall_before + time.perf_counter() - t_start, 2),
         "workload": wl.description,
         "history": "history.jsonl",
         "eval": "eval.csv",
         "model": "model.safetensors",
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write(out / "summary.json", lambda tmp: tmp.write_bytes(json.dumps(summary, indent=2).encode("utf-8")))
+    finish_run_state(out)
     return RunResult(summary, out, monitor)

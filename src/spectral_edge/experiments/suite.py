@@ -1,5 +1,8 @@
 """Suites of runs (the papers' grid of operations × seeds, and controls), run in parallel and
-resumable: a run whose folder already holds ``summary.json`` (with the same config) is reused.
+resumable: a run whose folder already holds ``summary.json`` (with the same config) is reused,
+and an unfinished run with run checkpoints (a killed suite) continues inside the run
+(``--resume``, identical to an uninterrupted run); whatever else an earlier attempt left in a
+run's folder is replaced (``--overwrite``), and so is a run whose resume fails.
 
 Each run is a separate process with one torch thread (two such processes keep a 2-core
 machine busy without the oversubscription that several threads per process cause).
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import run_contents, state_files
 from .config import RunConfig
 
 SEEDS = (42, 137, 2024)
@@ -90,31 +94,54 @@ def _done(folder: Path, cfg: RunConfig) -> bool:
         return False
 
 
+def launch_mode(folder: Path, cfg: RunConfig) -> str | None:
+    """How to start ``cfg`` in ``folder``: ``"resume"`` (an unfinished run of the same config with
+    run checkpoints), ``"overwrite"`` (anything else an earlier attempt left) or None (fresh)."""
+    if not run_contents(folder):
+        return None
+    try:
+        same = json.loads((folder / "config.json").read_text()) == cfg.to_dict()
+    except (OSError, ValueError):
+        same = False
+    if same and state_files(folder) and not (folder / "summary.json").exists():
+        return "resume"
+    return "overwrite"
+
+
 def run_suite(runs: Sequence[SuiteRun], out: str | Path, jobs: int = 2,
               on_event: Callable[[str, SuiteRun, dict[str, Any] | None], None] | None = None) -> dict[str, dict]:
-    """Run every missing run in ``out/<name>/`` with ``jobs`` processes; returns name → summary."""
+    """Run every missing run in ``out/<name>/`` with ``jobs`` processes; returns name → summary.
+    Events: ``start``, ``resume`` (continuing a killed run), ``restart`` (its resume failed: from
+    scratch), ``done``, ``failed``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [r for r in runs if not _done(out / r.name, r.config)]
-    running: list[tuple[subprocess.Popen, SuiteRun, Path]] = []
+    todo: list[tuple[SuiteRun, str | None]] = [(r, launch_mode(out / r.name, r.config)) for r in runs
+                                               if not _done(out / r.name, r.config)]
+    running: list[tuple[subprocess.Popen, SuiteRun, Path, str | None]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     while todo or running:
         while todo and len(running) < max(1, jobs):
-            r = todo.pop(0)
+            r, mode = todo.pop(0)
             folder = out / r.name
             folder.mkdir(parents=True, exist_ok=True)
             cfg_path = folder / "requested.json"
             cfg_path.write_text(json.dumps(r.config.to_dict()))
-            log = open(folder / "run.log", "w")
-            p = subprocess.Popen([sys.executable, "-m", "spectral_edge.cli", "run", str(cfg_path), "--out", str(folder),
-                                  "--quiet"], stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append((p, r, folder))
+            flags = [f"--{mode}"] if mode else []
+            with open(folder / "run.log", "a" if mode == "resume" else "w") as log:
+                p = subprocess.Popen([sys.executable, "-m", "spectral_edge.cli", "run", str(cfg_path), "--out",
+                                      str(folder), "--quiet", *flags], stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append((p, r, folder, mode))
             if on_event:
-                on_event("start", r, None)
+                on_event(mode if mode == "resume" else "start", r, None)
         for item in list(running):
-            p, r, folder = item
+            p, r, folder, mode = item
             if p.poll() is not None:
                 running.remove(item)
+                if p.returncode != 0 and mode == "resume":
+                    todo.insert(0, (r, "overwrite"))  # the checkpoints could not be used: train it again
+                    if on_event:
+                        on_event("restart", r, None)
+                    continue
                 summary = json.loads((folder / "summary.json").read_text()) if p.returncode == 0 else None
                 if on_event:
                     on_event("done" if summary else "failed", r, summary)
