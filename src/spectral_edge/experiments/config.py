@@ -56,6 +56,60 @@ def check_value(value: Any, hint: Any, key: str, meta: msgspec.Meta | None = Non
     return out
 
 
+#: every integer size of a model (layers, widths, heads, lengths) is at least 1
+_MODEL_BOUNDS = {int: msgspec.Meta(ge=1)}
+
+
+def check_model_overrides(cfg_cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` of the model config dataclass ``cfg_cls``, each checked against its field's
+    type (``model.<key>``); unknown keys are a ConfigError listing the known ones."""
+    known = {f.name for f in fields(cfg_cls)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ConfigError(f"model: unknown model options {bad} for {cfg_cls.__name__}; known: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cfg_cls)
+    return {k: check_value(v, hints[k], f"model.{k}", _MODEL_BOUNDS.get(hints[k])) for k, v in overrides.items()}
+
+
+def check_task_options(fn: Any, opts: dict[str, Any], fixed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``opts`` checked against the keyword arguments of the task generator ``fn`` (names and
+    annotated types), as ``task_options.<key>``; ``fixed`` are set by the runner itself."""
+    import inspect
+
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+    allowed = [n for n, p in sig.parameters.items()
+               if n not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    out = {}
+    for k, v in opts.items():
+        if k not in allowed:
+            raise ConfigError(f"task_options: unknown option {k!r} for {fn.__name__}; known: {', '.join(allowed) or 'none'}")
+        out[k] = check_value(v, hints[k], f"task_options.{k}") if k in hints else v
+    return out
+
+
+def _task_parts(task: str) -> tuple[type, Any, tuple[str, ...]]:
+    """(model config dataclass, task generator, generator arguments the runner sets) of a task."""
+    if task == "scan":
+        from ..models.seq2seq import Seq2SeqConfig
+        from ..tasks.scan import make_scan
+
+        return Seq2SeqConfig, make_scan, ("seed",)
+    if task == "lm":
+        from ..models.gpt import GPTConfig
+        from ..tasks.lm import make_story_corpus
+
+        return GPTConfig, make_story_corpus, ("seed",)
+    from ..models.transformer import TransformerConfig
+    from ..tasks import dyck, modular
+
+    if task == "dyck":
+        return TransformerConfig, dyck.make_dyck, ("seed",)
+    if task == "multitask":
+        return TransformerConfig, modular.make_multitask_modular, ("ops", "p", "train_frac", "seed")
+    return TransformerConfig, modular.make_modular, ("op", "p", "train_frac", "seed")
+
+
 def _with_meta(hint: Any, meta: msgspec.Meta | None) -> Any:
     if meta is None:
         return hint
@@ -143,6 +197,12 @@ class RunConfig:
             Selection(preset=self.selection, group_by=self.group_by)  # the preset and grouping are valid
         except ConfigError as e:
             raise ConfigError(f"selection/group_by: {e}") from None
+        model_cls, generator, fixed = _task_parts(self.task)
+        check_model_overrides(model_cls, self.model)
+        opts = dict(self.task_options)
+        if self.task == "lm" and "block_size" in opts:
+            check_value(opts.pop("block_size"), int, "task_options.block_size", msgspec.Meta(ge=2))
+        check_task_options(generator, opts, fixed)
         if self.task in ("modular", "multitask"):
             for op in self.op.split(",") if self.task == "multitask" else [self.op]:
                 try:

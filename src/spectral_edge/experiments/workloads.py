@@ -8,8 +8,6 @@ data (the commutator defect, gradient-SED) use the same ``sample_batch`` and ``l
 from __future__ import annotations
 
 from collections.abc import Callable
-import inspect
-import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .config import RunConfig, check_value
+from .config import RunConfig, check_model_overrides, check_task_options, check_value
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -37,33 +35,13 @@ class Workload:
 
 def _override(cfg_cls: type, base: Any, overrides: dict[str, Any]) -> Any:
     """``base`` with ``overrides`` set, each checked against the field's type (``model.<key>``)."""
-    known = {f.name for f in fields(cfg_cls)}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise ConfigError(f"unknown model options {bad} for {cfg_cls.__name__}; known: {', '.join(sorted(known))}")
-    hints = typing.get_type_hints(cfg_cls)
-    for k, v in overrides.items():
-        setattr(base, k, check_value(v, hints[k], f"model.{k}", _MODEL_BOUNDS.get(hints[k])))
+    for k, v in check_model_overrides(cfg_cls, overrides).items():
+        setattr(base, k, v)
     return base
 
 
-#: every integer size of a model (layers, widths, heads, lengths) is at least 1
-_MODEL_BOUNDS = {int: msgspec.Meta(ge=1)}
-
-
 def _task_options(fn: Callable[..., Any], opts: dict[str, Any], fixed: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``opts`` checked against the keyword arguments of the task generator ``fn`` (names and
-    annotated types), as ``task_options.<key>``; ``fixed`` are set by the runner itself."""
-    sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn)
-    allowed = [n for n, p in sig.parameters.items()
-               if n not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    out = {}
-    for k, v in opts.items():
-        if k not in allowed:
-            raise ConfigError(f"task_options: unknown option {k!r} for {fn.__name__}; known: {', '.join(allowed) or 'none'}")
-        out[k] = check_value(v, hints[k], f"task_options.{k}") if k in hints else v
-    return out
+    return check_task_options(fn, opts, fixed)
 
 
 @torch.no_grad()
