@@ -8,7 +8,7 @@ tensor by tensor, and returns an :class:`AnalysisResult`. ``AnalysisConfig`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ def analyze_checkpoints(
     skip_bad: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    refs: Sequence[Any] | None = None,
 ) -> AnalysisResult:
     """Analyse every checkpoint in ``folder`` in step order (see :class:`AnalysisConfig`).
 
@@ -64,7 +65,9 @@ def analyze_checkpoints(
     must be floating-point elements to analyse. Tied weights are counted once (the rule is in
     :mod:`spectral_edge.io.checkpoints`) and reported through ``on_warning``.
     ``skip_bad``: warn and skip unreadable checkpoints instead of stopping. ``progress`` is
-    called as ``progress(done, total, step)``. A bad checkpoint mid-way raises its
+    called as ``progress(done, total, step)``. ``refs``: the folder's checkpoints as
+    :func:`~spectral_edge.io.checkpoints.discover` already listed them (a caller that has
+    looked, like the CLI, saves a second look). A bad checkpoint mid-way raises its
     :class:`~spectral_edge.errors.CheckpointError` with a ``partial`` attribute: the
     :class:`AnalysisResult` of the rows computed before it.
     """
@@ -72,7 +75,7 @@ def analyze_checkpoints(
 
     config = config or AnalysisConfig()
     warn = on_warning or (lambda msg: None)
-    refs = discover(folder)
+    refs = discover(folder) if refs is None else list(refs)
     # -- validate headers up front
     good: list[tuple[Any, dict[str, Any]]] = []
     skipped: list[str] = []

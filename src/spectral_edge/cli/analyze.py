@@ -70,7 +70,7 @@ def analyze(
     try:
         with bar:
             result = analyze_checkpoints(folder, config, state_key=state_key, skip_bad=skip_bad,
-                                         progress=cb, on_warning=warn)
+                                         progress=cb, on_warning=warn, refs=refs)
     except CheckpointError as e:
         done = getattr(e, "partial", None)
         if done is not None and done.rows:
