@@ -182,3 +182,24 @@ class SideEffect:
 def malicious_pickle_bytes(sentinel: Path, protocol: int = 2) -> bytes:
     """Raw pickle bytes whose loading would call ``os.system``."""
     return pickle.dumps({"weight": SideEffect(sentinel)}, protocol=protocol)
+
+
+def deny_listing(monkeypatch, denied: Path) -> None:
+    """Make listing ``denied``, and looking at anything inside it, fail as for a folder without
+    permission (tests run as root, who is never refused)."""
+    import os
+
+    real_scandir, real_stat = os.scandir, os.stat
+
+    def scandir(path=".", *a, **k):
+        if Path(os.fsdecode(path)) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path, *a, **k)
+
+    def stat(path, *a, **k):
+        if isinstance(path, (str, bytes, os.PathLike)) and denied in Path(os.fsdecode(path)).parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)

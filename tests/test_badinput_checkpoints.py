@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from badinput import Case, check
-from helpers_ckpt import write_dcp, write_hf_checkpoint, write_safetensors
+from helpers_ckpt import deny_listing, write_dcp, write_hf_checkpoint, write_safetensors
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -142,21 +142,7 @@ def test_bad_input(case: Case, tmp_path: Path) -> None:
 # operating system would give it (listing a folder, opening a file).
 
 
-def _deny_listing(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
-    real_scandir, real_stat = os.scandir, os.stat
-
-    def scandir(path=".", *a, **k):
-        if Path(os.fsdecode(path)) == denied:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path, *a, **k)
-
-    def stat(path, *a, **k):
-        if isinstance(path, (str, bytes, os.PathLike)) and denied in Path(os.fsdecode(path)).parents:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_stat(path, *a, **k)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(os, "stat", stat)
+_deny_listing = deny_listing  # tests/helpers_ckpt.py
 
 
 @pytest.mark.parametrize("where", ["run", "checkpoint-2"])

@@ -14,6 +14,7 @@ import pytest
 import torch
 from helpers_ckpt import (
     SideEffect,
+    deny_listing,
     TinyLM,
     malicious_pickle_bytes,
     tiny_state_dict,
@@ -198,25 +199,7 @@ def test_symlinks_to_checkpoints_are_followed_and_unrelated_broken_links_ignored
     assert [(r.step, r.format) for r in discover(run)] == [(1, "safetensors"), (2, "hf")]
 
 
-def _deny(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
-    """Make listing ``denied``, and looking at anything inside it, fail as for a folder without
-    permission (tests run as root, who is never refused)."""
-    import os
-
-    real_scandir, real_stat = os.scandir, os.stat
-
-    def scandir(path=".", *a, **k):
-        if Path(os.fsdecode(path)) == denied:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path, *a, **k)
-
-    def stat(path, *a, **k):
-        if isinstance(path, (str, bytes, os.PathLike)) and denied in Path(os.fsdecode(path)).parents:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_stat(path, *a, **k)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(os, "stat", stat)
+_deny = deny_listing  # tests/helpers_ckpt.py
 
 
 @pytest.mark.parametrize("where", ["folder", "checkpoint"])
