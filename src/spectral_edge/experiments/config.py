@@ -33,6 +33,7 @@ BOUNDS: dict[str, msgspec.Meta] = {
     "warmup_steps": msgspec.Meta(ge=0), "steps": _POSITIVE, "eval_every": _POSITIVE,
     "grok_threshold": msgspec.Meta(ge=0, le=1), "stop_margin": msgspec.Meta(ge=0), "every": _POSITIVE,
     "sketch_dim": _POSITIVE, "checkpoint_every": msgspec.Meta(ge=0), "threads": _POSITIVE,
+    "snapshots": msgspec.Meta(ge=0),
 }
 #: fields that take one of a few words
 CHOICES: dict[str, tuple[str, ...]] = {"task": TASKS, "optimizer": OPTIMIZERS, "sketch": SKETCHES}
@@ -170,6 +171,9 @@ class RunConfig:
     probes: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # e.g. {"defect": {"every": 100}}
     alarm: bool = True  # attach the grokking alarm when the probes it needs are present
     checkpoint_every: int = 0  # save parameters every this many steps (0: only the final state)
+    snapshots: int | None = None  # keep the last N snapshots of the monitored tensors (every `every` steps) in
+    #                               snapshots.safetensors for `spectral-edge modes` (None: 21 for the modular
+    #                               tasks, 0 otherwise; 0: none)
     threads: int | None = None  # torch intra-op threads (None: leave as is)
 
     def __post_init__(self) -> None:
@@ -210,6 +214,13 @@ class RunConfig:
                 except ConfigError:
                     raise ConfigError(f"op: unknown operation {op.strip()!r}; choose one of "
                                       f"{', '.join(sorted(OPERATIONS))}") from None
+
+    @property
+    def effective_snapshots(self) -> int:
+        """How many snapshots the run keeps (see ``snapshots``)."""
+        if self.snapshots is not None:
+            return int(self.snapshots)
+        return 21 if self.task in ("modular", "multitask") else 0
 
     @property
     def effective_data_seed(self) -> int:
