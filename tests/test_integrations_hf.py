@@ -68,7 +68,7 @@ def _by_key(rows: list[dict], kind: str) -> dict[tuple[int, int], dict]:
 def full_run(tmp_path_factory):
     """One uninterrupted 6-step run with the callback, and one without it."""
     root = tmp_path_factory.mktemp("hf")
-    cb = SpectralEdgeCallback(windows=(2, 3), every=1, sketch="exact", gradients=True, trainer_log=True)
+    cb = SpectralEdgeCallback(windows=(2, 3), every=1, sketch="exact", gradients=True)  # trainer_log: on by default
     trainer = _trainer(root / "run", [cb])
     trainer.train()
     history_copy = root / "full_history.jsonl"
@@ -103,14 +103,19 @@ def test_training_is_unchanged_by_the_callback(full_run):
         assert torch.equal(a, b)
 
 
-def test_sed_metrics_are_forwarded_into_the_trainer_log(full_run):
+def test_sed_metrics_are_sent_to_the_trainer_log_at_their_step(full_run):
+    """By default each sampled step gets one record of its own in ``state.log_history``, at
+    that step, beside the Trainer's own record (test_dashboards.py reads TensorBoard and W&B)."""
     hist = full_run["trainer"].state.log_history
-    by_step = {h["step"]: h for h in hist if "loss" in h}
-    assert "sed/k_star" not in by_step[1]  # no window is full after one step
+    ours = [h for h in hist if any(k.startswith(("sed/", "grad/")) for k in h)]
+    assert [h["step"] for h in ours] == [2, 3, 4, 5, 6]  # no window is full after one step
+    by_step = {h["step"]: h for h in ours}
     row = _by_key(full_run["cb"].monitor.rows, "sed")[(4, 2)]
     assert by_step[4]["sed/k_star"] == row["k_star"]
     assert by_step[4]["sed/gap_ratio"] == row["gap_ratio"]
     assert "sed/W3/k_star" in by_step[4] and "grad/k_star" in by_step[4]
+    assert all(not k.startswith("log/") and k not in ("loss", "epoch") for h in ours for k in h)
+    assert [h["step"] for h in hist if "loss" in h] == [1, 2, 3, 4, 5, 6]  # the Trainer's own, unchanged
 
 
 def test_state_is_saved_in_each_checkpoint_and_loads_weights_only(full_run):

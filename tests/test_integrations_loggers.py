@@ -155,9 +155,10 @@ def test_wandb_step_key_mode_declares_the_x_axis():
         WandbLogger(object())
 
 
-def _wandb_history(path) -> dict[int, dict[str, float]]:
-    """History rows of an offline ``.wandb`` file: a LevelDB-style log of protobuf Records
-    (7-byte file header, 32 KiB blocks, each record ``crc u32, length u16, type u8``)."""
+def read_wandb_history(path) -> dict[int, dict[str, float]]:
+    """History rows of an offline ``.wandb`` file, by W&B's own step: a LevelDB-style log of
+    protobuf Records (7-byte file header, 32 KiB blocks, each record ``crc u32, length u16,
+    type u8``). Also used by ``test_dashboards.py``."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = path.read_bytes()
@@ -202,7 +203,7 @@ def test_wandb_offline_run_smoke(tmp_path, monkeypatch):
     wandb.teardown()  # the wandb service writes the offline file; stopping it flushes the file
     files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
-    hist = _wandb_history(files[0])
+    hist = read_wandb_history(files[0])
     assert sorted(hist) == [4, 6]
     assert {k: hist[4][k] for k in ("sed/k_star", "sed/gap_ratio")} == {"sed/k_star": 2.0, "sed/gap_ratio": 3.5}
     assert {k: hist[6][k] for k in ("sed/k_star", "sed/gap_ratio")} == {"sed/k_star": 1.0, "sed/gap_ratio": 1.5}

@@ -17,10 +17,11 @@ Which Trainer events are used, and why (checked against transformers 5.x ``Train
   steps *before* this one, so the step being taken is ``global_step + 1``.
 - ``on_optimizer_step``: right after ``optimizer.step()``, once per real step, before the
   scheduler and ``global_step += 1``: the update stream counts step ``global_step + 1``.
+- ``on_step_end``: after ``global_step += 1`` (so ``state.global_step`` is the step just
+  taken) and before the Trainer's own logging of that step: with ``trainer_log`` (the
+  default) the monitor's scalars of the step go to the Trainer's dashboards (below).
 - ``on_log``: the Trainer's logs (``learning_rate`` → ``lr``, ``loss``, ``grad_norm``,
-  ``eval_*``) are recorded as ``log`` rows at ``state.global_step``. With
-  ``trainer_log=True`` the newest ``sed/…``/``grad/…`` scalars are added to the Trainer's log
-  record (``state.log_history``) and to the ``logs`` dict seen by callbacks after this one.
+  ``eval_*``) are recorded as ``log`` rows at ``state.global_step``.
 - ``on_save``: fires after ``checkpoint-<global_step>`` is written; the monitor state goes
   next to it as ``spectral_edge_monitor.pt`` (plain tensors and numbers: loads with
   ``torch.load(..., weights_only=True)``).
@@ -33,12 +34,39 @@ picks). A state file whose step differs from ``state.global_step`` is not used.
 
 Only the world process zero writes the history, the loggers and the state file; the
 monitor itself handles ``torch.distributed`` (see :mod:`spectral_edge.monitor`).
+
+Where the metrics show up (``trainer_log=True``, the default). At every sampled optimizer
+step s, the monitor's scalars of that step (``sed/k_star``, ``sed/gap_ratio``,
+``sed/W20/…``, ``grad/…``, ``probe/…``; see :func:`~spectral_edge.monitor.logger_metrics`)
+become one Trainer log record ``{…, "step": s}``: it is appended to ``state.log_history``
+and handed to the ``on_log`` of every callback of the Trainer, which is where every
+``report_to`` integration lives (TensorBoard, W&B, MLflow, Comet…). The integrations name
+them as they name every training key: TensorBoard and W&B show ``train/sed/k_star``,
+``train/grad/k_star``… at global step s (W&B's x-axis ``train/global_step`` = s), MLflow
+``sed/k_star`` at step s. No reordering of callbacks and no second logger is needed.
+
+Why this way. The ``report_to`` callbacks come before user callbacks in the Trainer's list,
+so adding keys to the ``logs`` of ``on_log`` comes too late for them, and a metric sampled
+between two logging steps would land at the next logging step anyway. Sending a record of
+our own from ``on_step_end`` is exact (``state.global_step`` is s there), independent of
+callback order and of ``logging_steps``, and leaves the Trainer's own records alone. It goes
+through ``trainer.callback_handler.on_log``, not ``trainer.log``: a Trainer subclass that
+merges its own buffered metrics in ``log()`` (TRL's trainers do) keeps them in its own
+records, and no ``epoch`` key is logged twice. The handler's ``on_log`` resets
+``control.should_log``; it is put back, so the Trainer still logs its loss at the steps
+``logging_steps`` asks for. Callbacks get no Trainer argument, so the Trainer is found on the
+call stack in ``on_train_begin`` (the ``Trainer`` whose callback handler holds this
+callback; a weak reference is kept). Driven without a Trainer, the callback warns once
+that its metrics reach only the history and ``loggers``. Console callbacks print the
+record like any other log. ``trainer_log=False`` keeps the metrics out of the Trainer.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +103,9 @@ class SpectralEdgeCallback(TrainerCallback):
     loggers: metric sinks (``log_metrics(metrics, step)``), used on world process zero only.
         ``history`` and ``loggers`` are ignored when ``monitor`` is given (it has its own).
     log_lr: record the Trainer's ``learning_rate`` as ``lr`` in the ``log`` rows.
-    trainer_log: also put the newest ``sed/…``/``grad/…`` scalars into the Trainer's logs.
+    trainer_log: send the monitor's scalars of each sampled step to the Trainer's logging at
+        that step (``state.log_history`` and every ``report_to`` integration; see the module
+        docs). On by default.
     resume_from: checkpoint folder to restore the monitor from (default: found, see module docs).
     monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
         ``gradients``, ``selection``…).
@@ -98,7 +128,7 @@ class SpectralEdgeCallback(TrainerCallback):
         history: str | os.PathLike[str] | None = "auto",
         loggers: Sequence[Any] = (),
         log_lr: bool = True,
-        trainer_log: bool = False,
+        trainer_log: bool = True,
         resume_from: str | os.PathLike[str] | None = None,
         **monitor_kwargs: Any,
     ):
@@ -112,7 +142,9 @@ class SpectralEdgeCallback(TrainerCallback):
         self.trainer_log = trainer_log
         self.resume_from = resume_from
         self.monitor_kwargs = monitor_kwargs
-        self._pending: list[dict[str, Any]] = []  # rows not yet forwarded to the Trainer's logs
+        self._pending: list[dict[str, Any]] = []  # rows of the step being taken, not yet sent to the Trainer
+        self._trainer: weakref.ref[Any] | None = None  # the Trainer running this callback (found in on_train_begin)
+        self._warned_no_trainer = False
 
     # ------------------------------------------------------------------ set-up
     def _history_path(self, args: TrainingArguments) -> Path | None:
@@ -163,6 +195,8 @@ class SpectralEdgeCallback(TrainerCallback):
         if saved is not None:
             self.monitor.load_state_dict(saved)
         self._pending.clear()
+        trainer = kwargs.get("trainer") or _calling_trainer(self)
+        self._trainer = weakref.ref(trainer) if trainer is not None else None
 
     # ------------------------------------------------------------------ per step
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -183,10 +217,36 @@ class SpectralEdgeCallback(TrainerCallback):
         if self.trainer_log:
             self._pending += rows
 
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        """Fires after ``global_step += 1``, before the Trainer logs that step: with
+        ``trainer_log``, the monitor's scalars of the step just taken become a Trainer log
+        record at ``state.global_step`` (see the module docs)."""
+        mon = self.monitor
+        if mon is None or not self._pending:
+            return
+        metrics: dict[str, float] = {}
+        for _, m in sorted(logger_metrics(self._pending, mon.config.windows[0]).items()):
+            metrics.update({k: v for k, v in m.items() if not k.startswith("log/")})  # log/…: the Trainer's own
+        self._pending.clear()
+        trainer = self._trainer() if self._trainer is not None else None
+        if not metrics:
+            return
+        if trainer is None:
+            if not self._warned_no_trainer:
+                self._warned_no_trainer = True
+                warnings.warn("spectral-edge: SpectralEdgeCallback is not called by a transformers Trainer; its "
+                              "metrics go to the history and its loggers only, not to the Trainer's log (report_to)",
+                              RuntimeWarning, stacklevel=2)
+            return
+        state.log_history.append({**metrics, "step": state.global_step})
+        should_log = control.should_log  # the handler's on_log resets it: the Trainer must still log this step
+        trainer.callback_handler.on_log(args, state, control, dict(metrics))
+        control.should_log = should_log
+
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        """Fires when the Trainer logs: records lr/loss/grad_norm/eval_* at ``global_step``;
-        with ``trainer_log``, adds the newest monitor scalars to the Trainer's log record."""
+        """Fires when the Trainer logs: records lr/loss/grad_norm/eval_* at ``global_step``."""
         mon = self.monitor
         if mon is None or not logs or not state.is_world_process_zero:
             return
@@ -194,14 +254,6 @@ class SpectralEdgeCallback(TrainerCallback):
                    if (k in _LOG_KEYS or k.startswith("eval_")) and _is_number(v)
                    and (self.log_lr or k != "learning_rate")}
         mon.log(step=state.global_step, **metrics)
-        if self.trainer_log and self._pending:
-            latest: dict[str, float] = {}
-            for _, m in sorted(logger_metrics(self._pending, mon.config.windows[0]).items()):
-                latest.update(m)
-            logs.update(latest)
-            if state.log_history and state.log_history[-1].get("step") == state.global_step:
-                state.log_history[-1].update(latest)
-        self._pending.clear()
 
     # ------------------------------------------------------------------ checkpoints & end
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -224,6 +276,21 @@ class SpectralEdgeCallback(TrainerCallback):
         """Fires at the end of ``train()``: closes the history (the rows stay inspectable)."""
         if self.monitor is not None:
             self.monitor.close()
+        self._trainer = None
+
+
+def _calling_trainer(callback: TrainerCallback) -> Any | None:
+    """The ``transformers.Trainer`` whose callback handler holds ``callback`` and is calling
+    it now, found on the call stack (callbacks are not handed the Trainer), or None."""
+    from transformers import Trainer
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, Trainer) and any(cb is callback for cb in obj.callback_handler.callbacks):
+            return obj
+        frame = frame.f_back
+    return None
 
 
 def _is_number(v: Any) -> bool:

@@ -29,6 +29,23 @@ Which Lightning hooks are used, and why (checked against lightning 2.x):
 
 Only global rank zero writes the history and the loggers; the monitor itself handles
 ``torch.distributed`` (see :mod:`spectral_edge.monitor`).
+
+Where the metrics show up (``trainer_log=True``, the default). At every sampled optimizer
+step s, the monitor's scalars of that step (``sed/k_star``, ``sed/gap_ratio``,
+``sed/W20/…``, ``grad/…``, ``probe/…``; see :func:`~spectral_edge.monitor.logger_metrics`)
+are written by each of the Trainer's own loggers (``trainer.loggers``: TensorBoard, CSV,
+W&B, MLflow…) at step s, under those names, and logged with ``pl_module.log_dict(...,
+logger=False)`` so they are in ``trainer.callback_metrics`` too (``ModelCheckpoint`` and
+``EarlyStopping`` can monitor them). No second logger is needed.
+
+Why not through ``self.log`` alone: Lightning writes what ``self.log`` collects during a
+batch at ``_batches_that_stepped``, which is ``global_step - 1`` at that point (the optimizer
+steps taken before this batch's), and only every ``log_every_n_steps``. A metric sampled at
+step s would land at s - 1, or not at all. So the loggers are called directly with
+``step=trainer.global_step`` = s, on every sampled step, whatever ``log_every_n_steps``; like
+the Trainer's own writes, each call is followed by ``logger.save()``. With Lightning's
+convention this also puts ``sed/*`` at step s beside a ``train_loss`` logged at step s:
+both describe the parameters after s optimizer steps.
 """
 
 from __future__ import annotations
@@ -70,8 +87,9 @@ class SpectralEdgeCallback(pl.Callback):
         None (rows kept in memory only).
     loggers: metric sinks (``log_metrics(metrics, step)``), used on global rank zero only.
     log_lr: record the first optimizer's learning rate as a ``log`` row at sampled steps.
-    trainer_log: also log the newest ``sed/…``/``grad/…`` scalars through the
-        LightningModule (``pl_module.log_dict``), so they reach the Trainer's own loggers.
+    trainer_log: write the monitor's scalars of each sampled step with the Trainer's own
+        loggers at that step, and into ``trainer.callback_metrics`` (see the module docs).
+        On by default.
     monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
         ``gradients``, ``selection``…).
 
@@ -93,7 +111,7 @@ class SpectralEdgeCallback(pl.Callback):
         history: str | os.PathLike[str] | None = "auto",
         loggers: Sequence[Any] = (),
         log_lr: bool = True,
-        trainer_log: bool = False,
+        trainer_log: bool = True,
         **monitor_kwargs: Any,
     ):
         if monitor is not None and monitor_kwargs:
@@ -105,7 +123,7 @@ class SpectralEdgeCallback(pl.Callback):
         self.monitor_kwargs = monitor_kwargs
         self.monitor: Monitor | None = monitor
         self._given = monitor is not None
-        self._pending: list[dict[str, Any]] = []  # rows not yet logged through the LightningModule
+        self._pending: list[dict[str, Any]] = []  # rows of the step being taken, not yet sent to the Trainer
         self._restored: dict[str, Any] | None = None  # state handed over by load_state_dict
         self._last_step: int = -1
 
@@ -167,17 +185,23 @@ class SpectralEdgeCallback(pl.Callback):
                 mon.log(step=step, lr=float(lr))
         if self.trainer_log:
             self._pending += rows
-            self._log_pending(pl_module, mon)
+            self._send_pending(trainer, pl_module, mon, step)
 
-    def _log_pending(self, pl_module: pl.LightningModule, mon: Monitor) -> None:
-        """The newest ``sed/…``/``grad/…`` scalars of the rows since the last call, through
-        ``pl_module.log_dict`` (on every rank, ``rank_zero_only``: the values are the same)."""
-        latest: dict[str, float] = {}
+    def _send_pending(self, trainer: pl.Trainer, pl_module: pl.LightningModule, mon: Monitor, step: int) -> None:
+        """The monitor's scalars of step ``step`` (the rows since the last call) to each of the
+        Trainer's loggers at ``step``, and into the callback metrics (see the module docs)."""
+        metrics: dict[str, float] = {}
         for _, m in sorted(logger_metrics(self._pending, mon.config.windows[0]).items()):
-            latest.update({k: v for k, v in m.items() if k.startswith(("sed/", "grad/"))})
+            metrics.update({k: v for k, v in m.items() if not k.startswith("log/")})
         self._pending.clear()
-        if latest:
-            pl_module.log_dict(latest, on_step=True, on_epoch=False, rank_zero_only=True)
+        if not metrics:
+            return
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(dict(metrics), step=step)
+                logger.save()
+        # rank_zero_only: rows are made where the monitor records (rank zero when replicated)
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, logger=False, rank_zero_only=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fires at the end of ``fit``: closes the history (the rows stay inspectable)."""
