@@ -23,6 +23,7 @@ TITLES = {
     "test_badinput_cli": "Histories, tables, outputs and the command line",
     "test_badinput_checkpoints": "Checkpoints (`analyze`)",
     "test_badinput_sketch": "Sketch and window settings (`analyze`)",
+    "test_badinput_modes": "Functional modes (`modes`)",
 }
 
 

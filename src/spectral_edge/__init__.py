@@ -60,6 +60,7 @@ __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
     "report.build": ("build_report",),
     "experiments.config": ("RunConfig",),
     "experiments.runner": ("run_experiment",),
+    "analysis.modes": ("ModesConfig", "ModesResult", "analyze_modes", "run_modes"),
 }, extra=["__version__"], deprecated={
     # published at the top level in 0.1.0; plumbing, kept importable from here
     "stream.window": ("SketchWindow",),

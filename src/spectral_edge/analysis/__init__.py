@@ -12,6 +12,7 @@ Modules:
 - :mod:`.coupling` detrended lagged correlation, lag flip, significance, Granger test;
 - :mod:`.thesis`   Davis–Kahan stability, adiabatic parameter, gap dynamics, BBP, and the
   spectral loss decomposition on a live model;
+- :mod:`.modes`    functional modes: what each leading update direction computes (METHODS §7);
 - :mod:`.datasets` synthetic series with their planted truth (phases, lead/lag, histories).
 
 Names are imported lazily, so ``import spectral_edge.analysis`` costs nothing; scipy,
@@ -36,4 +37,5 @@ __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
         "eigen_gaps", "davis_kahan_alpha", "half_window_overlap", "adiabatic", "adiabatic_regime",
         "GapDynamics", "gap_dynamics", "BBP", "bbp_threshold", "GapMaximality", "gap_maximality",
         "ModeImportance", "spectral_loss_decomposition", "ThesisReport", "run_thesis"),
+    "modes": ("ModesConfig", "ModesResult", "run_modes", "analyze_modes", "read_snapshots"),
 })

@@ -13,6 +13,7 @@ from . import experiments as _experiments  # noqa: F401,E402  (registers `grok`,
 from . import analyses as _analyses  # noqa: F401,E402  (registers phases, coupling, thesis)
 from . import report as _report  # noqa: F401,E402  (registers report, compare)
 from . import reproduce as _reproduce  # noqa: F401,E402  (registers reproduce trajectories, grokking)
+from . import modes as _modes  # noqa: F401,E402  (registers `modes`)
 
 
 def main(argv: list[str] | None = None) -> None:

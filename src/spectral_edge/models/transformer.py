@@ -159,15 +159,26 @@ class Trunk(nn.Module):
         self.layers = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.d_ff) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
 
-    def residual(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final-LayerNorm state at the read-out: (B, d) at position 0 ("first") or (B, T, d) ("all")."""
+    def _stream(self, idx: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the last block, before the final LayerNorm: (B, T, d)."""
         T = idx.shape[1]
         if T > self.cfg.max_len:
             raise ConfigError(f"sequence length {T} exceeds max_len={self.cfg.max_len}")
         h = self.tok_emb(idx) + self.pos_emb.weight[:T]  # (B, T, d)
         for layer in self.layers:
             h = layer(h, causal=self.cfg.causal)  # (B, T, d)
-        h = self.ln_f(h)  # (B, T, d)
+        return h
+
+    def residual(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final-LayerNorm state at the read-out: (B, d) at position 0 ("first") or (B, T, d) ("all")."""
+        h = self.ln_f(self._stream(idx))  # (B, T, d)
+        return h[:, 0] if self.cfg.readout == "first" else h  # (B, d) or (B, T, d)
+
+    def features(self, idx: torch.Tensor) -> torch.Tensor:
+        """The residual stream at the read-out *before* the final LayerNorm: (B, d) at position 0
+        ("first") or (B, T, d) ("all"). What functional modes measure (METHODS.md §7:
+        f(a, b) = ‖Δh(a, b)‖²); for :class:`MultitaskTransformer` it is the shared trunk's."""
+        h = self._stream(idx)  # (B, T, d)
         return h[:, 0] if self.cfg.readout == "first" else h  # (B, d) or (B, T, d)
 
 
