@@ -106,51 +106,24 @@ def _print(res: Any, written: dict[str, Optional[str]], seconds: float) -> None:
 
 
 def _plot(res: Any, path: Path) -> None:
-    """The spectra of every direction in the primary basis, and the heat maps of f_k(a, b) of
-    the edge directions; written atomically."""
+    """The spectra of every direction in the primary basis and the heat maps of f_k(a, b) of the
+    edge directions (:func:`spectral_edge.report.modes_figures.draw_modes`, the report's drawing),
+    written atomically."""
     from .._deps import require
     from ..experiments.checkpoint import replace_atomically
+    from ..report.modes_figures import draw_modes
 
     require("matplotlib", "plot", "--plot")
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    basis = res.summary.get("basis") or next(iter(res.directions[0].bases))
     edge = res.by_role("edge") or list(res.directions[:1])
-    n = max(len(edge), 1)
-    fig = plt.figure(figsize=(3.2 * max(n, 3), 6.4))
-    grid = fig.add_gridspec(2, max(n, 3))
-    ax = fig.add_subplot(grid[0, :])
-    colors = {"edge": None, "bulk": "0.55", "random": "0.8"}
-    for d in res.directions:
-        s = d.bases.get(basis)
-        if s is None or s.omega is None:
-            continue
-        ax.plot(np.arange(1, s.n_freq + 1), s.shares, lw=1.8 if d.role == "edge" else 0.9,
-                ls="-" if d.role == "edge" else ("--" if d.role == "bulk" else ":"), color=colors[d.role],
-                label=f"{d.label} ({d.role})" if d.role == "edge" or d.k == 1 else None)
-    uni = res.directions[0].bases[basis].uniform
-    ax.axhline(uni, color="k", lw=0.6, ls="-.", label="uniform")
-    ax.set_xlabel(f"frequency ω ({basis} basis)")
-    ax.set_ylabel("power share")
-    ax.set_title(f"functional modes of {res.source or 'the model'}: {','.join(res.ops)} mod {res.modulus}, "
-                 f"step {res.step}")
-    ax.legend(fontsize=7, ncol=2)
-    for i, d in enumerate(edge):
-        a = fig.add_subplot(grid[1, i])
-        im = a.imshow(res.field_of(d), origin="lower", cmap="viridis", interpolation="nearest")
-        a.set_title(f"f_{d.k}(a, b) = ‖Δh‖² ({d.label})", fontsize=9)
-        a.set_xlabel("b")
-        a.set_ylabel("a")
-        fig.colorbar(im, ax=a, fraction=0.046)
-    fig.tight_layout()
-    try:
-        replace_atomically(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=110))
-    finally:
-        plt.close(fig)
+    fields = {d.label: res.field_of(d) for d in edge}
+    n = len(fields)
+    fig = Figure(figsize=(3.2 * max(n, 2.5), 6.4 if n > 1 else 3.6), layout="constrained")
+    draw_modes(fig, res.to_dict(spectra=True), fields,
+               title=f"functional modes of {res.source or 'the model'}: {','.join(res.ops)} mod {res.modulus}, "
+                     f"step {res.step}")
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=110))
 
 
 @app.command(epilog="Examples:\n\n  spectral-edge modes runs/add-42\n\n"

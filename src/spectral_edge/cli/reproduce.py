@@ -1,6 +1,6 @@
 """``spectral-edge reproduce …``: re-run the papers' studies and write their documents.
 
-The sub-app object is :data:`reproduce`; other modules add commands to it (``grokking``).
+The sub-app object is :data:`reproduce`: ``trajectories``, ``grokking`` and ``modes``.
 """
 
 from __future__ import annotations
@@ -118,3 +118,44 @@ def grokking(
         echo_json({"doc": str(path), "runs": json.loads(table.to_json(orient="records"))})
     else:
         typer.echo(f"document: {path}")
+
+
+@reproduce.command(
+    "modes",
+    epilog="Examples:\n\n"
+    "  spectral-edge reproduce modes --out results/modes --jobs 2\n\n"
+    "  spectral-edge reproduce modes --out results/modes --no-train\n\n"
+    "  spectral-edge reproduce modes --out /tmp/modes-quick --quick\n\n"
+    "OUT may be the folder of `spectral-edge reproduce grokking`: its twelve grokking runs have the same configs, "
+    "so the two commands share them.",
+)
+def _modes_command(
+    out: Path = typer.Option(Path("results/modes"), "--out", "-o",
+                             help="Folder of the runs (one sub-folder per run), modes_results.json and the cache."),
+    jobs: int = _JOBS_OPT,
+    quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, 150 steps: tests the pipeline."),
+    doc: Optional[Path] = typer.Option(
+        None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
+        "Default: docs/modes.md, or OUT/modes.md with --quick."),
+    no_train: bool = _NO_TRAIN_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the document's path, the claims and the choice rows "
+                                 "as JSON."),
+    quiet: bool = _QUIET_OPT,
+) -> None:
+    """Functional modes of add, sub, mul, x²+y² (3 seeds, p = 97) and the tri-task model → docs/modes.md.
+
+    Trains what is missing in OUT (resumable, JOBS at a time), computes every run's modes (and, on seed 42,
+    the uncentred window, W = 10, ε × 0.2 and × 4), judges the claims and rewrites the document.
+    """
+    from ..reproduce import reproduce_modes
+
+    if doc is None:
+        doc = out / "modes.md" if quick else Path("docs/modes.md")
+    res = reproduce_modes(out, doc, jobs=jobs, quick=quick, train=not no_train, log=_progress(quiet or as_json))
+    if as_json:
+        echo_json({"doc": res["doc"], "figures": res["figures"], "missing": res["missing"], "claims": res["claims"],
+                   "choices": res["choice_rows"], "failed": res["failed"]})
+    elif not quiet:
+        for c in res["claims"]:
+            typer.echo(f"{c['verdict']:>18}  {c['claim']}")
+        typer.echo(f"document: {res['doc']}")

@@ -10,9 +10,12 @@ Pipeline, one way (each module imports only the ones before it, never one after)
    phase rule) and :class:`~.view.Section`, the neutral record of one figure;
 2. :mod:`.load`: :func:`~.load.load_view` reads a run (through
    :func:`spectral_edge.analysis.series.read_run`) into a ``RunView``: window and group, grok and
-   warning steps, phases;
+   warning steps, phases, and the functional modes of a modular run that kept snapshots
+   (:func:`~.load.load_modes`);
 3. :mod:`.summary`: the facts (:class:`~.summary.Facts`) and plain sentences;
-4. :mod:`.figures`: the figures, as ``Section`` records;
+4. :mod:`.figures`: the figures, as ``Section`` records; the functional-modes drawing lives in
+   :mod:`.modes_figures` (at the same stage), shared with ``spectral-edge modes --plot`` and
+   ``spectral-edge reproduce modes``;
 5. :mod:`.html`: the page layout (it knows sections and facts, never how they are drawn);
 6. :mod:`.build` writes one run's page, :mod:`.compare` several runs overlaid.
 

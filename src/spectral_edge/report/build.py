@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..io.tables import check_outputs
 from . import figures, html
-from .load import load_view
+from .load import load_modes, load_view
 from .summary import summary_facts
 from .view import RunView
 
@@ -64,19 +64,23 @@ def write_report(source: str | Path, out: str | Path | None = None, window: int 
     """Build the report of one run; returns (path written, :class:`~.summary.Facts`).
     ``overwrite=False``: an existing page is an error (checked before any figure is drawn)."""
     cb = progress or (lambda done, total, what: None)
-    total = 2 + len(figures.RUN_FIGURES)
+    total = 3 + len(figures.RUN_FIGURES)
     cb(0, total, "reading")
-    run = load_view(source, window, group, label)
+    run = load_view(source, window, group, label, modes=False)
     if not run.has_anything:
         raise ConfigError(f"{run.source}: nothing to plot (no windows, evaluations, probes or alarms)")
     path = resolve_out(out, default_out(run))
     check_outputs({"--out" if out is not None else "the report": path}, overwrite=overwrite, need_folder=False)
-    cb(1, total, "summary")
+    cb(1, total, "functional modes")
+    run = load_modes(run)
+    cb(2, total, "summary")
     facts = summary_facts(run)
     sections = []
     for i, (name, fn) in enumerate(figures.RUN_FIGURES.items()):
-        cb(2 + i, total, name)
-        sections.append(fn(run, facts))
+        cb(3 + i, total, name)
+        section = fn(run, facts)
+        if section is not None:  # a figure that does not apply to this run (functional modes of a non-modular run)
+            sections.append(section)
     page = html.render_run(run, facts, sections)
     write_text_atomic(path, page)
     cb(total, total, "written")

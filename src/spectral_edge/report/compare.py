@@ -52,7 +52,7 @@ def write_comparison(sources: Sequence[str | Path], labels: str | Sequence[str] 
     runs = []
     for i, src in enumerate(sources):
         cb(i, total, f"reading {Path(src).name}")
-        runs.append(load_view(src, window, group, None if names is None else names[i]))
+        runs.append(load_view(src, window, group, None if names is None else names[i], modes=False))
     empty = [str(r.source) for r in runs if not r.has_anything]
     if empty:
         raise ConfigError(f"nothing to plot in {', '.join(empty)} (no windows, evaluations, probes or alarms)")

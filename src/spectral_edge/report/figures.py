@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .summary import JL_CLAIM, Facts
+from .modes_figures import draw_modes, modes_caption
+from .summary import JL_CLAIM, Facts, modes_sentences
 from .view import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, Section, onset_level
 
 MAX_POINTS = 1500
@@ -371,12 +372,60 @@ def jl_section(run: RunView, facts: Facts) -> Section:
     return Section("jl", title, caption=caption, svg=_render(draw, title, "jl"))
 
 
-RUN_FIGURES: dict[str, Callable[[RunView, Facts], Section]] = {
+def _cell(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def modes_table(m: dict[str, Any]) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """(header, rows) of the functional-modes table: one row per direction, edge then its nulls
+    (bulk, random), from :func:`~.summary.modes_facts`."""
+    basis = m.get("basis") or "primary"
+    header = ("direction", "role", "σ", "best basis", "ω", "F", "F / uniform", f"ω ({basis})", f"F ({basis})")
+    rows = tuple((r["direction"], r["role"], _cell(r["sigma"], 4), r["best_basis"] or "–", _cell(r["omega"]),
+                  _cell(r["F"]), _cell(r["ratio_to_uniform"], 1), _cell(r["omega_basis"]), _cell(r["F_basis"]))
+                 for r in m["directions"])
+    return header, rows
+
+
+def modes_section(run: RunView, facts: Facts) -> Section | None:
+    """The functional modes of a modular run (None for a run without them: no section)."""
+    title = "Functional modes: what the update directions compute"
+    m = facts.modes
+    if not m:
+        return None
+    if m.get("error"):
+        return Section("modes", title, note=f"Functional modes could not be computed: {m['error']}")
+    view = run.modes
+    heat = tuple(lab for lab in ("v1",) if lab in view.fields)
+    drawn: list[Any] = []
+
+    def draw():
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+        drawn.append(draw_modes(fig, view.record, view.fields, heatmaps=heat))
+        return fig
+
+    svg = _render(draw, title, "modes")
+    drawing = drawn[0]
+    caption = modes_caption(drawing)
+    caption += (" The table lists every direction: its singular value σ in the window, the basis where its spectrum "
+                "is most concentrated (best basis) with that peak ω, F (the top-1 share) and F over the flat level, "
+                f"then ω and F in the {m.get('basis')} basis, where this run's claims are read. Source: {view.origin}.")
+    return Section("modes", title, caption=caption, svg=svg if drawing.basis or drawing.heatmaps else None,
+                   note=None if drawing.basis or drawing.heatmaps else "No spectrum or response field to draw.",
+                   table=modes_table(m), points=tuple(modes_sentences(m)))
+
+
+RUN_FIGURES: dict[str, Callable[[RunView, Facts], Section | None]] = {
     "spectrum": spectrum_section,
     "edge": edge_section,
     "eval": eval_section,
     "warning": warning_section,
     "jl": jl_section,
+    "modes": modes_section,
 }
 
 

@@ -94,11 +94,20 @@ def _page(title: str, subtitle: str, body: Sequence[str], nav: Sequence[tuple[st
 
 
 def section_html(s: Section) -> str:
-    """A figure section (or its one-line note)."""
+    """A figure section (or its one-line note), with its table and sentences when it has them."""
     head = f'<section id="fig-{escape(s.key)}" class="figure"><h2>{escape(s.title)}</h2>'
     if s.svg is None:
-        return f'{head}<p class="note">{escape(s.note or "Not available.")}</p></section>'
-    return f"{head}<figure>{s.svg}<figcaption>{escape(s.caption)}</figcaption></figure></section>"
+        body = f'<p class="note">{escape(s.note or "Not available.")}</p>'
+    else:
+        body = f"<figure>{s.svg}<figcaption>{escape(s.caption)}</figcaption></figure>"
+    if s.table is not None:
+        header, rows = s.table
+        body += ('<table class="section-table"><tr>' + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"
+                 + "".join("<tr>" + "".join(f'<td class="num">{escape(c)}</td>' for c in r) + "</tr>" for r in rows)
+                 + "</table>")
+    if s.points:
+        body += '<ul class="findings">' + "".join(f"<li>{escape(p)}</li>" for p in s.points) + "</ul>"
+    return f"{head}{body}</section>"
 
 
 def _kv_table(rows: Sequence[tuple[str, Any]]) -> str:

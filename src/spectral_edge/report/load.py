@@ -16,6 +16,16 @@ size W and one parameter group), finds the grok step and the early-warning step,
 phases of the gap ratio (:mod:`spectral_edge.analysis.phases`); the defect onset is the
 papers' rule (:mod:`spectral_edge.detectors.onset`). Whatever is missing becomes a note,
 never an error, as long as there is something to plot.
+
+**Functional modes** (:func:`load_modes`): a run folder of a modular task (``config.json`` with
+task ``modular`` or ``multitask``) that kept ``snapshots.safetensors`` gets its modes
+(:func:`spectral_edge.analysis.modes.run_modes` with the default :class:`ModesConfig`, a few
+seconds; W = 20, or fewer when the run kept fewer snapshots, with a note), or, when the folder
+holds a ``modes.json`` written by ``spectral-edge modes RUN --out RUN/modes.json`` that is newer
+than the snapshots and the model, that file's record (its choices, e.g. ``--uncentred``, are the
+ones shown). A modular run without snapshots gets a note saying why there is no modes section;
+other runs get nothing. A damaged snapshots file does not stop the report: the modes section says
+what is wrong with which file.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from ..analysis.phases import detect_phases
 from ..detectors.signals import primary_window
 from ..errors import ConfigError
 from ..io.run import read_run
-from .view import PHASES, Alarm, PhaseSpans, RunView, shown_meta
+from .view import PHASES, Alarm, ModesView, PhaseSpans, RunView, shown_meta
 
 _TEXT_COLUMNS = {"kind", "group", "k_star_rule", "probe", "event", "detector", "reason", "message", "stream",
                  "sketch", "label", "name"}
@@ -200,10 +210,125 @@ def _jl(sed_all, sed, probes, window: int | None, group: str, sketch: dict[str, 
                   "the sketched one), so the JL error is not shown.")
 
 
+# ---------------------------------------------------------------------------- functional modes
+#: what ``spectral-edge modes RUN --out RUN/modes.json`` writes, read back by the report
+MODES_JSON = "modes.json"
+_MODES_INPUTS = ("snapshots.safetensors", "model.safetensors", "config.json")
+
+
+def _run_folder(run: RunView) -> Path | None:
+    """The run folder that holds ``config.json`` (None for a lone history or table)."""
+    cfg = run.files.get("config")
+    return Path(cfg).parent if cfg is not None else None
+
+
+def _modes_file(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record of ``folder/modes.json`` when it is usable and newer than the run's inputs,
+    a note when it exists but is not used)."""
+    import json
+
+    path = folder / MODES_JSON
+    if not path.is_file():
+        return None, None
+    newest = max((folder / f).stat().st_mtime_ns for f in _MODES_INPUTS if (folder / f).is_file())
+    if path.stat().st_mtime_ns <= newest:
+        return None, f"{path} is older than the run's snapshots or model; the modes were computed again"
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return None, f"{path} is not readable JSON ({' '.join(str(e).split())[:100]}); the modes were computed again"
+    dirs = rec.get("directions") if isinstance(rec, dict) else None
+    ok = (isinstance(dirs, list) and dirs and isinstance(rec.get("summary"), dict)
+          and all(isinstance(d, dict) and d.get("role") in ("edge", "bulk", "random") and isinstance(d.get("k"), int)
+                  and isinstance(d.get("bases"), dict) and all(isinstance(b, dict) for b in d["bases"].values())
+                  for d in dirs))
+    if not ok:
+        return None, (f"{path} is not a result of spectral-edge modes (no 'directions' with 'role', 'k' and 'bases', "
+                      "or no 'summary'); the modes were computed again")
+    return rec, None
+
+
+def _fields_of(rec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The response fields a record carries (``--out`` files have none unless asked)."""
+    from .view import direction_label
+
+    fields = rec.get("response_field")
+    if not isinstance(fields, list) or len(fields) != len(rec["directions"]):
+        return {}
+    out = {}
+    for d, f in zip(rec["directions"], fields):
+        try:
+            arr = np.array([[np.nan if x is None else float(x) for x in row] for row in f], dtype=float)
+        except (TypeError, ValueError):
+            return {}
+        if arr.ndim == 2 and arr.shape[0] == arr.shape[1]:
+            out[direction_label(d)] = arr
+    return out
+
+
+def _snapshot_count(path: Path) -> int | None:
+    """How many snapshots the file's header lists (None when it cannot tell: run_modes will say why)."""
+    import json
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            steps = json.loads((f.metadata() or {}).get("steps", ""))
+        return len(steps) if isinstance(steps, list) else None
+    except Exception:  # noqa: BLE001 - any failure is for run_modes to report, with the file named
+        return None
+
+
+def load_modes(run: RunView) -> RunView:
+    """``run`` with its functional modes (module docs): :attr:`RunView.modes`, or a note in
+    :attr:`RunView.notes` (a modular run without snapshots), or :attr:`RunView.modes_error` (the
+    modes of a modular run with snapshots that could not be computed, naming the file)."""
+    from dataclasses import replace
+
+    from ..analysis.modes import SNAPSHOTS_FILE, ModesConfig, run_modes
+    from ..errors import SpectralEdgeError
+
+    folder = _run_folder(run)
+    task = (run.data.config or {}).get("task", "modular")
+    if folder is None or task not in ("modular", "multitask"):
+        return run
+    notes = list(run.notes)
+    if not (folder / SNAPSHOTS_FILE).is_file():
+        notes.append(f"no functional modes section: the run kept no {SNAPSHOTS_FILE} (runs made before snapshots "
+                     "were kept, or with snapshots = 0); train it again to see what its update directions compute")
+        return replace(run, notes=tuple(notes))
+    rec, why = _modes_file(folder)
+    if why:
+        notes.append(why)
+    if rec is not None:
+        view = ModesView(rec, _fields_of(rec), f"{folder / MODES_JSON} (written by spectral-edge modes)")
+    else:
+        cfg = ModesConfig()
+        n = _snapshot_count(folder / SNAPSHOTS_FILE)
+        if n is not None and 3 <= n < cfg.window + 1:
+            cfg = ModesConfig(window=n - 1, n_directions=min(cfg.n_directions, n - 2))
+            notes.append(f"functional modes over a window of W = {cfg.window} updates: the run kept {n} snapshots "
+                         f"(METHODS §7 uses W = {ModesConfig().window})")
+        try:
+            res = run_modes(folder, cfg)
+        except SpectralEdgeError as e:
+            notes.append(f"functional modes not shown: {e}")
+            return replace(run, notes=tuple(notes), modes_error=str(e))
+        edge = res.by_role("edge")
+        fields = {edge[0].label: res.field_of(edge[0])} if edge else {}
+        view = ModesView(res.to_dict(spectra=True), fields, "computed for this report by spectral_edge.analysis.modes."
+                         "run_modes (the defaults of METHODS §7)")
+    notes += [f"functional modes: {n}" for n in view.record.get("notes") or []]
+    return replace(run, notes=tuple(notes), modes=view)
+
+
 # ---------------------------------------------------------------------------- load
-def load_view(source: str | Path, window: int | None = None, group: str = "all", label: str | None = None) -> RunView:
+def load_view(source: str | Path, window: int | None = None, group: str = "all", label: str | None = None,
+              *, modes: bool = True) -> RunView:
     """Read a run (see module docs) for window size ``window`` (default: the primary window, the
-    smallest W recorded) and parameter group ``group``."""
+    smallest W recorded) and parameter group ``group``; ``modes``: with its functional modes
+    (:func:`load_modes`)."""
     data = read_run(source)
     frames, files = data.frames, data.files
     notes: list[str] = []
@@ -247,7 +372,8 @@ def load_view(source: str | Path, window: int | None = None, group: str = "all",
     if label is None:
         named = data.path.resolve()
         label = named.name if named.is_dir() else named.parent.name if named.name == "history.jsonl" else named.stem
-    return RunView(data=data, label=label, sed=sed, window=W, windows=windows, group=group, groups=groups,
+    view = RunView(data=data, label=label, sed=sed, window=W, windows=windows, group=group, groups=groups,
                    kstar_rule=rule, sketch=sketch, evals=evals, defect=defect, alarms=alarms, nonfinite=nonfinite,
                    grok_step=grok_step, grok_source=grok_source, warning_step=warning_step,
                    warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, notes=tuple(notes))
+    return load_modes(view) if modes else view

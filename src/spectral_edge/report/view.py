@@ -1,7 +1,7 @@
 """What a report shows, and nothing that reads files or renders: the run as the report sees it
-(:class:`RunView`, with its :class:`Alarm` rows and :class:`PhaseSpans`), the rules the report
-applies to it (grok accuracy, the paper's defect onset, the phase rule) and the neutral record of
-one figure of the page (:class:`Section`).
+(:class:`RunView`, with its :class:`Alarm` rows, :class:`PhaseSpans` and :class:`ModesView`), the
+rules the report applies to it (grok accuracy, the paper's defect onset, the phase rule) and the
+neutral record of one figure of the page (:class:`Section`).
 
 Every other module of the package imports this one and it imports none of them: :mod:`.load`
 fills a :class:`RunView`, :mod:`.summary` and :mod:`.figures` read it, :mod:`.html` lays out the
@@ -80,6 +80,41 @@ class PhaseSpans:
 
 
 @dataclass(frozen=True)
+class ModesView:
+    """The functional modes of a modular-arithmetic run as the report shows them (METHODS §7,
+    :mod:`spectral_edge.analysis.modes`): ``record`` is the JSON form of the result
+    (``ModesResult.to_dict(spectra=True)``: ``directions`` with every spectrum's shares,
+    ``summary``, ``notes``…), whether it was computed for the report or read from a ``modes.json``
+    written by ``spectral-edge modes RUN --out``; ``fields``: direction label (``v1``…) → its
+    response f(a, b) (p, p), NaN outside the task's domain; only the directions whose field is
+    known (none when the record comes from a file without ``response_field``); ``origin``: where
+    the record comes from, in words."""
+
+    record: Mapping[str, Any]
+    fields: Mapping[str, np.ndarray]
+    origin: str
+
+    @property
+    def summary(self) -> Mapping[str, Any]:
+        """The claims computed for this run (``ModesResult.summary``)."""
+        return self.record.get("summary") or {}
+
+    @property
+    def directions(self) -> list[Mapping[str, Any]]:
+        return list(self.record.get("directions") or [])
+
+    @property
+    def basis(self) -> str | None:
+        """The basis the run's claims are read in (the summary's ``basis``)."""
+        return self.summary.get("basis")
+
+
+def direction_label(d: Mapping[str, Any]) -> str:
+    """``v<k>`` for an edge or bulk direction, ``r<k>`` for a random one (as the modes command prints)."""
+    return f"{'r' if d.get('role') == 'random' else 'v'}{d.get('k')}"
+
+
+@dataclass(frozen=True)
 class RunView:
     """One run, ready to plot: the windows of one W and one group, evaluations, probes, events,
     drawn from the :class:`~spectral_edge.analysis.series.RunData` read from the files (``data``).
@@ -108,6 +143,8 @@ class RunView:
     jl_note: str
     phases: PhaseSpans | None
     notes: tuple[str, ...] = ()
+    modes: ModesView | None = None  # functional modes (a modular run that kept snapshots)
+    modes_error: str | None = None  # why the modes of such a run could not be shown (a damaged file…)
 
     @property
     def source(self) -> Path:
@@ -185,6 +222,10 @@ class Section:
     caption: str = ""
     svg: str | None = None
     note: str | None = None
+    #: a table under the figure: (header, rows of cells as text)
+    table: tuple[tuple[str, ...], tuple[tuple[str, ...], ...]] | None = None
+    #: plain sentences under the figure (and the table)
+    points: tuple[str, ...] = ()
 
     @property
     def short(self) -> str:
@@ -193,4 +234,4 @@ class Section:
 
 
 NAV_NAMES = {"spectrum": "Spectrum", "edge": "Edge & phases", "eval": "Evaluation", "warning": "Early warning",
-             "jl": "JL error"}
+             "jl": "JL error", "modes": "Functional modes"}

@@ -1,6 +1,6 @@
 """Plans: what to train. The studies' scales, run configs, run names and the run list of each
-study (:func:`study_plan`), and the grokking suite as :func:`reproduce_grokking` runs it
-(:func:`grokking_plan`).
+study (:func:`study_plan`), the grokking suite as :func:`reproduce_grokking` runs it
+(:func:`grokking_plan`), and the functional-modes runs (:func:`modes_plan`).
 
 Nothing here reads a run or imports numpy: building a plan costs only the experiment configs.
 """
@@ -219,3 +219,40 @@ def grokking_plan(quick: bool = False, sequence: bool = True) -> tuple[list[Suit
         runs = grokking_suite(seeds=(42,), ops=("add",), modulus=23, max_steps=300, control_steps=300)
         return [type(r)(r.name, r.role, quick_grokking_config(r.config)) for r in runs], []
     return grokking_suite(), (sequence_suite() if sequence else [])
+
+
+# ---------------------------------------------------------------------- functional modes
+#: the tri-task model of the "2.3×" claim (METHODS §7): one shared trunk, one head per operation
+MULTITASK_OPS = "add,mul,x2y2"
+#: its step budget (early stop 1000 steps after every task's test accuracy reaches 0.9)
+MULTITASK_STEPS = 20_000
+#: the run whose alternative choices (uncentred, W, ε) are recomputed, one per operation
+CHOICE_SEED = 42
+#: the ``--quick`` pipeline check: modulus, model and steps (nothing groks: the numbers mean nothing)
+MODES_QUICK = {"modulus": 23, "model": {"d_model": 32, "n_heads": 2, "d_ff": 64}, "steps": 150, "every": 5,
+               "eval_every": 50}
+
+
+def multitask_name(seed: int = CHOICE_SEED) -> str:
+    """The run folder of the tri-task model."""
+    return f"multitask-s{seed}"
+
+
+def modes_plan(quick: bool = False) -> list[SuiteRun]:
+    """The runs :func:`reproduce_modes` reads: the tri-task model first (the longest), then the
+    grokking suite's twelve runs (add, sub, mul, x²+y² × seeds 42, 137, 2024 at p = 97, weight
+    decay 1; the same configs as :func:`grokking_plan`, so a folder of ``reproduce grokking``
+    serves both once its runs keep snapshots). ``quick``: p = 23, a d = 32 model, seed 42 only,
+    150 steps, no probes (a pipeline check)."""
+    from ..experiments.suite import GROKKING_OPS
+
+    seeds = (CHOICE_SEED,) if quick else (42, 137, 2024)
+    runs = grokking_suite(seeds=seeds, ops=GROKKING_OPS, controls=False)
+    mt = RunConfig(task="multitask", op=MULTITASK_OPS, modulus=97, seed=CHOICE_SEED, steps=MULTITASK_STEPS, threads=1)
+    runs.insert(0, SuiteRun(multitask_name(), "grok", mt))
+    if quick:
+        q = MODES_QUICK
+        runs = [SuiteRun(r.name, r.role, replace(r.config, modulus=q["modulus"], model=dict(q["model"]),
+                                                 steps=q["steps"], every=q["every"], eval_every=q["eval_every"],
+                                                 early_stop=False, probes={})) for r in runs]
+    return runs

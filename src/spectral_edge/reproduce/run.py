@@ -2,8 +2,9 @@
 
 :func:`reproduce_trajectories` runs the four trajectory studies (:func:`analyse` turns their run
 folders into the results record, with the claims); :func:`reproduce_grokking` runs the grokking
-suite and the Dyck/SCAN suite. Both train through :func:`spectral_edge.experiments.suite.run_suite`
-(resumable, one process per run), so a second call reuses every finished run.
+suite and the Dyck/SCAN suite; :func:`reproduce_modes` the functional-modes runs. All train
+through :func:`spectral_edge.experiments.suite.run_suite` (resumable, one process per run), so a
+second call reuses every finished run.
 """
 
 from __future__ import annotations
@@ -115,3 +116,81 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
             if any(m.startswith("scan") for m in missing) else [])
     notes = grokking_notes(rows, sensitivity, missing, scan)
     return write_grokking_doc(rows, doc, setup=grokking_setup(ctrl_steps, quick), notes=notes)
+
+
+# ---------------------------------------------------------------------- functional modes
+def reproduce_modes(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: bool = False, train: bool = True,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or reuse) the functional-modes runs (:func:`~.plans.modes_plan`) under ``out``, compute
+    their modes and the alternative choices (:mod:`.modes_measures`), judge the claims
+    (:mod:`.modes_claims`) and write ``doc`` with its figures in ``<doc folder>/figures/`` and
+    ``out/modes_results.json``. ``train=False`` trains nothing and documents the finished runs
+    (the document names the missing ones). Returns the record (with ``doc``, ``figures``,
+    ``missing``)."""
+    import torch
+
+    from .plans import modes_plan
+
+    out, doc = Path(out), Path(doc)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder for the runs")
+    if doc.suffix.lower() != ".md":
+        raise ConfigError(f"--doc {doc}: the document is Markdown; give a file name ending in .md")
+    if doc.is_dir():
+        raise ConfigError(f"--doc {doc}: is a folder; give a file name ending in .md")
+    runs = modes_plan(quick)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the analyses run beside the training processes (one thread each)
+    try:
+        return _modes_pipeline(out, doc, runs, jobs=jobs, quick=quick, train=train, log=log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _finished(folder: Path, run: SuiteRun) -> bool:
+    """The run's folder holds a finished run of this config: a summary.json, and a config.json that
+    differs from it in no key (a key missing from the file meaning null, as for ``--resume``)."""
+    from ..experiments.checkpoint import config_differences
+
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = json.loads(json.dumps(run.config.to_dict()))
+    return (folder / "summary.json").is_file() and isinstance(saved, dict) and not config_differences(saved, wanted)
+
+
+def _modes_pipeline(out: Path, doc: Path, runs: Sequence[SuiteRun], *, jobs: int, quick: bool, train: bool,
+                    log: Callable[[str], None] | None) -> dict[str, Any]:
+    import torch
+
+    from ..experiments.checkpoint import write_text_file
+    from ..experiments.suite import run_suite
+    from .modes_claims import choice_rows, modes_claims_table
+    from .modes_documents import modes_figures, render_modes_document
+    from .modes_measures import modes_study
+
+    if train:
+        def on_event(kind: str, r: SuiteRun, s: Mapping[str, Any] | None) -> None:
+            if log:
+                extra = f" (grok step {s.get('grok_step')}, {hms(s.get('wall_seconds'))})" if s else ""
+                log(f"{kind} {r.name}{extra}")
+
+        run_suite(runs, out, jobs=jobs, on_event=on_event)
+    done = [r for r in runs if _finished(out / r.name, r)]
+    missing = [r.name for r in runs if r not in done]
+    if not done:
+        raise ConfigError(f"no finished runs in {out} (a run is finished when its folder has a summary.json and "
+                          "the plan's config.json); run without --no-train to train them")
+    rec = modes_study(out, done, quick=quick, log=log)
+    rec["missing"] = missing
+    rec["claims"] = [c.__dict__ for c in modes_claims_table(rec)]
+    rec["choice_rows"] = choice_rows(rec)
+    env = {"out": str(out), "jobs": int(jobs), "cpus": os.cpu_count(), "torch": torch.__version__.split("+")[0]}
+    figures = modes_figures(rec, doc.parent / "figures")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    write_text_file(doc, render_modes_document(rec, figures, missing=missing, env=env))
+    light = {k: v for k, v in rec.items() if k != "heatmap"}
+    write_text_file(out / "modes_results.json", json.dumps({**light, "env": env, "figures": figures}, indent=1,
+                                                            default=str))
+    return {**rec, "doc": str(doc), "figures": figures, "env": env}
