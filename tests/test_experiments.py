@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from badinput import Case, check
 from spectral_edge.cli import app
 from spectral_edge.errors import ConfigError
 from spectral_edge.experiments import RunConfig, run_experiment
@@ -151,3 +152,102 @@ def test_demo_command_writes_a_run_folder(tmp_path):
                                    "--overwrite"])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "summary.json").read_text())["steps_run"] == 100
+
+
+# ---------------------------------------------------------------------- probes that stop (issue 14, part 6)
+def _probe_steps(out) -> list[int]:
+    return read_history(out / "history.jsonl", kind="probe")["step"].tolist()
+
+
+UNTIL = RunConfig(op="add", modulus=7, steps=60, eval_every=10, every=10, windows=(3,), model=TINY, batch_size=32,
+                  grok_threshold=0.0, early_stop=False, lr=3e-3, weight_decay=0.0,
+                  probes={"defect": {"every": 10, "batch_size": 16, "n_samples": 1}})
+
+
+def test_a_probe_until_grok_stops_after_the_grok_step(tmp_path):
+    # a threshold every evaluation meets makes step 10 the grok step
+    run_experiment(UNTIL, tmp_path / "all")
+    assert _probe_steps(tmp_path / "all") == [10, 20, 30, 40, 50, 60]
+    until = RunConfig(**{**UNTIL.to_dict(), "probes": {"defect": {**UNTIL.probes["defect"], "until": "grok"}}})
+    s = run_experiment(until, tmp_path / "until").summary
+    assert s["grok_step"] == 10 and _probe_steps(tmp_path / "until") == [10]
+    # nothing else changes: the probe never touched training
+    assert (tmp_path / "all" / "model.safetensors").read_bytes() == (tmp_path / "until" / "model.safetensors").read_bytes()
+
+
+def test_a_probe_until_alarm_stops_after_the_first_alarm(tmp_path):
+    # the defect onset alone, with a baseline of two records and a factor every run meets: the alarm fires at
+    # the third record (step 30), and the probe stops there
+    alarm = {"every": 10, "batch_size": 16, "n_samples": 1, "alarm_defect_factor": 1e-6, "alarm_defect_min": 0.0,
+             "alarm_val_drop": None, "alarm_defect_baseline_n": 2}
+    base = RunConfig(**{**UNTIL.to_dict(), "grok_threshold": 1.0, "probes": {"defect": alarm}})
+    s = run_experiment(base, tmp_path / "all").summary
+    assert s["warning_step"] is not None and _probe_steps(tmp_path / "all") == [10, 20, 30, 40, 50, 60]
+    until = RunConfig(**{**base.to_dict(), "probes": {"defect": {**alarm, "until": "alarm"}}})
+    s2 = run_experiment(until, tmp_path / "until").summary
+    assert s2["warning_step"] == s["warning_step"]
+    assert _probe_steps(tmp_path / "until") == [t for t in range(10, 61, 10) if t <= s["warning_step"]]
+
+
+def test_a_probe_until_grok_resumes_stopped(tmp_path):
+    until = RunConfig(**{**UNTIL.to_dict(), "probes": {"defect": {**UNTIL.probes["defect"], "until": "grok"}}})
+    run_experiment(until, tmp_path / "ref", save_every=20)
+
+    def crash(step, total, info):
+        if step == 45:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(until, tmp_path / "run", save_every=20, progress=crash)
+    run_experiment(until, tmp_path / "run", save_every=20, resume=True)
+    for f in ("history.jsonl", "eval.csv", "model.safetensors", "snapshots.safetensors"):
+        assert (tmp_path / "ref" / f).read_bytes() == (tmp_path / "run" / f).read_bytes(), f
+
+
+def test_a_bad_until_is_refused_before_anything_is_written(tmp_path):
+    bad = RunConfig(**{**UNTIL.to_dict(), "probes": {"defect": {"every": 10, "until": "never"}}})
+    with pytest.raises(ConfigError, match=r"probes\.defect\.until: must be one of grok, alarm, got 'never'"):
+        run_experiment(bad, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_demo_calls_its_hook_after_the_run_and_before_the_report(tmp_path, monkeypatch):
+    from spectral_edge.cli import demo as demo_mod
+
+    seen = []
+
+    def hook(out, summary, quiet):
+        seen.append(((out / "summary.json").is_file(), (out / "snapshots.safetensors").is_file(),
+                     (out / "report.html").exists(), summary["steps_run"], quiet))
+
+    monkeypatch.setattr(demo_mod, "before_report", hook)
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--modulus", "11", "--steps", "100", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert seen == [(True, True, False, 100, True)]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["probes"] == {"defect": {"every": 100, "until": "grok"}}
+
+
+# ---------------------------------------------------------------------- bad probe options on the command line
+def _cfg_file(probes):
+    def make(d):
+        (d / "c.json").write_text(json.dumps({"modulus": 7, "steps": 5, "model": TINY, "windows": [3], "every": 5,
+                                               "probes": probes}))
+        return ["run", str(d / "c.json"), "--out", str(d / "run"), "--quiet"]
+
+    return make
+
+
+CASES = [
+    Case("probe-until-unknown", _cfg_file({"defect": {"until": "never"}}), ["probes.defect.until", "never", "grok"]),
+    Case("probe-option-unknown", _cfg_file({"defect": {"bogus": 1}}), ["probes.defect", "bogus"]),
+    Case("probe-option-bad-value", _cfg_file({"defect": {"every": "often"}}), ["probes.defect", "often"]),
+    Case("probe-option-bad-value-manifold", _cfg_file({"manifold": {"max_snapshots": 1}}),
+         ["probes.manifold", "max_snapshots"]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_probe_options(case, tmp_path):
+    check(case, tmp_path)

@@ -27,9 +27,10 @@ from spectral_edge.experiments.checkpoint import RUN_STATE, state_files
 from spectral_edge.experiments.suite import SuiteRun, launch_mode, run_suite
 
 TINY = {"d_model": 32, "d_ff": 64, "n_heads": 2}
-#: no probes; the W = 5 window is still filling at the first run checkpoint (step 40: 5 of 6 samples)
+#: no probes; the W = 5 window is still filling at the first run checkpoint (step 40: 5 of 6 samples); the
+#: ring of 5 snapshots is full there and wraps after it
 PLAIN = RunConfig(op="add", modulus=13, steps=160, eval_every=20, every=10, windows=(3, 5), model=TINY,
-                  batch_size=64, lr=3e-3, early_stop=False, threads=1)
+                  batch_size=64, lr=3e-3, early_stop=False, threads=1, snapshots=5)
 #: probes (manifold, defect), the gradient stream, a learning-rate warm-up and an alarm that fires at
 #: step 60 (defect onset only), so a resume from step 25 (between samples, inside the warm-up) has
 #: every kind of state to carry
@@ -39,7 +40,8 @@ PROBED = RunConfig(op="add", modulus=13, steps=120, eval_every=20, every=10, win
                            "defect": {"every": 20, "batch_size": 64, "alarm_defect_factor": 1.5,
                                       "alarm_defect_min": 0.0, "alarm_val_drop": None,
                                       "alarm_defect_baseline_n": 2}})
-FILES = ("history.jsonl", "eval.csv", "model.safetensors", "config.json")
+#: compared byte for byte (the modular runs keep snapshots for functional modes by default: issue 14)
+FILES = ("history.jsonl", "eval.csv", "model.safetensors", "snapshots.safetensors", "config.json")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -62,6 +64,7 @@ def record_losses(into: dict[int, float]):
 
 def assert_same_run(a: Path, b: Path) -> None:
     for f in FILES:
+        assert (a / f).is_file(), f
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     sa.pop("wall_seconds")
@@ -261,7 +264,8 @@ def test_every_file_the_runner_writes_is_0644(tmp_path):
         assert (tmp_path / "run" / "history.jsonl").stat().st_size != size
         look(0, 0, {})
         assert {"model.safetensors", "summary.json", "eval.csv", "config.json", "history.jsonl",
-                f"{RUN_STATE}/step_0000040.pt", "checkpoints/step_0000020.safetensors"} <= set(modes)
+                "snapshots.safetensors", f"{RUN_STATE}/step_0000040.pt",
+                "checkpoints/step_0000020.safetensors"} <= set(modes)
         assert {k: oct(v) for k, v in modes.items() if v != 0o644} == {}
     finally:
         os.umask(old)
@@ -285,3 +289,24 @@ def test_suite_resumes_an_unfinished_run_inside_the_run(tmp_path, probed_ref):
     assert (after.st_ino, after.st_mtime_ns) == (config_id.st_ino, config_id.st_mtime_ns)  # not started again
     assert got["probed"]["steps_run"] == 120
     assert_same_run(ref, out / "probed")
+
+
+def test_suite_reuses_a_finished_run_and_reruns_one_that_lacks_its_snapshots(tmp_path):
+    cfg = RunConfig(**{**PLAIN.to_dict(), "steps": 20, "snapshots": None})  # the default: 21 for this task
+    out = tmp_path / "suite"
+    run = SuiteRun("a", "grok", cfg)
+    run_experiment(cfg, out / "a")
+    # a run finished before `snapshots` existed: its config.json lacks the key, which means its default (the
+    # rule --resume uses), so it is the same run
+    saved = json.loads((out / "a" / "config.json").read_text())
+    del saved["snapshots"]
+    (out / "a" / "config.json").write_text(json.dumps(saved))
+    events: list[str] = []
+    run_suite([run], out, jobs=1, on_event=lambda kind, r, s: events.append(kind))
+    assert events == []
+    # without the snapshots its config asks for (what `spectral-edge modes` reads) it is trained again
+    (out / "a" / "snapshots.safetensors").unlink()
+    assert launch_mode(out / "a", cfg) == "overwrite"
+    run_suite([run], out, jobs=1, on_event=lambda kind, r, s: events.append(kind))
+    assert events == ["start", "done"], (out / "a" / "run.log").read_text()
+    assert (out / "a" / "snapshots.safetensors").is_file()

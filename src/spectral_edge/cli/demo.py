@@ -4,15 +4,40 @@ Trains the papers' modular-arithmetic transformer on addition mod 97 with the mo
 the commutator-defect probe and grokking alarm) attached, writes the run folder and its
 report, and ends with one line saying where the report is. An existing demo output (a run
 or its report) is never replaced unless ``--overwrite``.
+
+What it costs (issue 14, part 6; ``benchmarks/bench_demo.py``, docs/benchmarks.md): the
+training loop itself, plus the commutator-defect probe (20 forward and backward passes
+every 100 steps, the papers' rule: 5 pairs of 512-example batches), the evaluations
+(train and test sets every 100 steps), the report and start-up. The demo runs the defect
+probe only until the grok step (``"until": "grok"``): it is the early-warning signal, the
+alarm has fired by then, and the report shows its whole rise; after grokking its 10 calls
+would warn of nothing and cost about a sixth of the demo's overhead. Everything else is the
+runner's default run (the grok and stop rules, the evaluations, the snapshots that
+``spectral-edge modes`` reads).
+
+:func:`before_report` is what the demo does with the finished run before writing the
+report (the place for the functional-modes step).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ._app import app
+
+
+#: the demo's defect probe: the papers' rule (every 100 steps, 5 pairs of 512), until the grok step
+DEMO_PROBES = {"defect": {"every": 100, "until": "grok"}}
+
+
+def before_report(out: Path, summary: dict[str, Any], quiet: bool) -> None:
+    """Called by the demo after the run (``out`` holds its files and ``summary``) and before
+    the report is written: the hook for steps that add to the run folder what the report
+    shows. Nothing yet."""
+    return None
 
 
 @app.command(epilog="Example:\n\n  spectral-edge demo --out spectral-edge-demo\n\n"
@@ -35,9 +60,10 @@ def demo(
 
     if (out / "report.html").exists() and not (overwrite or resume):
         raise ConfigError(f"{out}: already holds a demo report (report.html); use --overwrite to replace it")
-    probes = {"defect": {"every": 100}} if "defect" in available() else {}
+    probes = {k: dict(v) for k, v in DEMO_PROBES.items() if k in available()}
     cfg = RunConfig(task="modular", op=op, modulus=modulus, seed=seed, steps=steps, probes=probes)
-    train_and_print(cfg, out, as_json=False, quiet=quiet, overwrite=overwrite, resume=resume)
+    summary = train_and_print(cfg, out, as_json=False, quiet=quiet, overwrite=overwrite, resume=resume)
+    before_report(out, summary, quiet)
     target = out / "summary.json"
     try:
         from ..report import build_report

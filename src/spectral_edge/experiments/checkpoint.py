@@ -10,12 +10,25 @@ A run checkpoint ``out/run_state/step_XXXXXXX.pt`` is one ``torch.save`` dict of
     train_loss, wall_seconds     the last training loss and the time spent so far
     data_rng, torch_rng          the batch generator's state and torch's CPU RNG inside the run
     history_bytes, history_sha256  the length and digest of history.jsonl when it was taken
+    snapshots                    (optional) the snapshot ring, :meth:`SnapshotRing.state_dict`
 
 A resume cuts history.jsonl back to ``history_bytes`` (after checking its digest), so the file
 is byte-identical to an uninterrupted run's. Checkpoints are written atomically (temporary
 file, fsync, ``os.replace``) and only the newest :data:`KEEP` are kept; a torn or unreadable
 newest one is skipped for the one before it. Every file gets the usual mode (0644 under the
 common umask 022), never the 0600 of mkstemp or safetensors.
+
+Snapshots for functional modes
+------------------------------
+``out/snapshots.safetensors`` (:data:`SNAPSHOTS_FILE`) holds, for each tensor the run's
+monitor selects (``monitor.updates.plan.names``), a float32 tensor of shape
+``(S, *shape)`` under the tensor's normalised name: the last S snapshots of that tensor,
+taken at the monitor's sampling steps (every ``every`` steps, step 0 included), oldest
+first. Metadata (str → str): ``format`` = :data:`SNAPSHOTS_FORMAT`, ``steps`` = the JSON
+list of their steps, ``every``. A :class:`SnapshotRing` keeps them during training in a
+fixed-size buffer (S × the selected parameters × 4 bytes: 11 MB for the modular model at
+p = 97); it goes into every run checkpoint, so a resumed run writes the same file byte for
+byte.
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, CorruptCheckpointError
+from ..errors import ConfigError, CorruptCheckpointError, StateError
 
 RUN_STATE = "run_state"
 #: run checkpoints kept (the newest ones)
@@ -39,7 +52,12 @@ KEEP = 2
 FORMAT = "spectral-edge run state"
 VERSION = 1
 #: files whose presence means a folder holds a run
-RUN_FILES = ("config.json", "history.jsonl", "summary.json", "eval.csv", "model.safetensors")
+RUN_FILES = ("config.json", "history.jsonl", "summary.json", "eval.csv", "model.safetensors",
+             "snapshots.safetensors")
+#: the run file with the last snapshots of the monitored tensors (see module docs)
+SNAPSHOTS_FILE = "snapshots.safetensors"
+#: ``format`` in its metadata
+SNAPSHOTS_FORMAT = "spectral-edge-snapshots/1"
 _STATE_RE = re.compile(r"^step_(\d{7,})\.pt$")
 _SNAPSHOT_RE = re.compile(r"^step_(\d{7,})\.safetensors$")
 _REQUIRED = ("step", "config", "model", "optimizer", "monitor", "evals", "grok_step", "stop_at", "data_rng",
@@ -291,3 +309,106 @@ def load_run_state(out: Path, cfg_dict: Mapping[str, Any], warn: Callable[[str],
         return state
     raise ConfigError(f"{out}: no usable run checkpoint to resume from ({'; '.join(problems)}); "
                       "use --overwrite to start the run again")
+
+
+# ---------------------------------------------------------------------- snapshots for functional modes
+class SnapshotRing:
+    """The last ``size`` snapshots of a few tensors, in a fixed-size float32 ring (see module docs).
+
+    ``shapes``: name → shape of each tensor kept. :meth:`take` copies the given tensors into
+    the next slot (no RNG, no change to them); :meth:`ordered` gives them oldest first;
+    :meth:`write` saves them as :data:`SNAPSHOTS_FILE`. Memory: ``size`` × the tensors'
+    elements × 4 bytes, allocated once."""
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], size: int, every: int):
+        import torch
+
+        if int(size) < 0:
+            raise ConfigError(f"snapshots must be ≥ 0, got {size}")
+        self.size, self.every = int(size), int(every)
+        self.shapes = {n: tuple(int(d) for d in s) for n, s in shapes.items()}
+        self.buffers = {n: torch.zeros((self.size, *s), dtype=torch.float32) for n, s in self.shapes.items()}
+        self.steps: list[int] = []  # the steps held, oldest first
+        self._next = 0  # the slot the next snapshot goes to
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the ring's buffers."""
+        return sum(b.numel() * b.element_size() for b in self.buffers.values())
+
+    def take(self, step: int, tensors: Mapping[str, Any]) -> None:
+        """Copy ``tensors`` (name → tensor, every name of the ring) in as the snapshot at ``step``."""
+        import torch
+
+        if not self.size:
+            return
+        with torch.no_grad():
+            for n, buf in self.buffers.items():
+                buf[self._next].copy_(tensors[n].detach())
+        self._next = (self._next + 1) % self.size
+        self.steps.append(int(step))
+        del self.steps[: -self.size]
+
+    def ordered(self) -> dict[str, Any]:
+        """name → the snapshots held, ``(len(steps), *shape)``, oldest first (a copy)."""
+        import torch
+
+        n = len(self.steps)
+        if n < self.size:
+            return {k: b[:n].clone() for k, b in self.buffers.items()}
+        return {k: torch.cat([b[self._next:], b[: self._next]]) for k, b in self.buffers.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshots held, oldest first, and their steps (plain values for a run checkpoint)."""
+        return {"size": self.size, "every": self.every, "steps": list(self.steps), "tensors": self.ordered()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`; a state of another ring raises StateError naming what differs."""
+        import torch
+
+        if int(state["size"]) != self.size or int(state["every"]) != self.every:
+            raise StateError(f"snapshot ring of {state['size']} every {state['every']} steps, this run keeps "
+                             f"{self.size} every {self.every}")
+        steps, tensors = state["steps"], state["tensors"]
+        if not isinstance(steps, list) or len(steps) > self.size or \
+                any(not isinstance(s, int) or isinstance(s, bool) for s in steps):
+            raise StateError(f"malformed snapshot steps {str(steps)[:80]}")
+        if not isinstance(tensors, Mapping) or set(tensors) != set(self.shapes):
+            raise StateError("the snapshot tensors are not the monitored tensors of this run")
+        for n, t in tensors.items():
+            want = (len(steps), *self.shapes[n])
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != want or t.dtype != torch.float32:
+                raise StateError(f"snapshot tensor {n!r} is not float32 of shape {list(want)}")
+        for n, t in tensors.items():
+            self.buffers[n][: len(steps)] = t
+        self.steps = [int(s) for s in steps]
+        self._next = len(steps) % self.size if self.size else 0
+
+    def save(self, path: Path) -> None:
+        """Write the snapshots held to the safetensors file ``path`` (not atomically: see :meth:`write`).
+
+        Written here rather than by ``safetensors.torch.save_file``, whose metadata order follows a
+        hash map's and changes from process to process: the same ring must give the same bytes (a
+        resumed run's file is byte-identical). The layout is the safetensors format's (8-byte
+        little-endian header length, JSON header padded with spaces to 8 bytes, then the data);
+        tensors in name order."""
+        import numpy as np
+
+        arrays = {k: np.ascontiguousarray(v.numpy(), dtype="<f4") for k, v in sorted(self.ordered().items())}
+        header: dict[str, Any] = {"__metadata__": {"format": SNAPSHOTS_FORMAT, "steps": json.dumps(self.steps),
+                                                   "every": str(self.every)}}
+        offset = 0
+        for k, a in arrays.items():
+            header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+            offset += a.nbytes
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)
+        with open(path, "wb") as f:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            for a in arrays.values():
+                f.write(a.tobytes())
+
+    def write(self, path: Path) -> Path | None:
+        """:meth:`save` to ``path`` atomically (nothing when the ring keeps none)."""
+        return replace_atomically(Path(path), self.save) if self.size else None

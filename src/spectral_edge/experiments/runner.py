@@ -8,6 +8,9 @@
     out_dir/eval.csv           the evaluation curve: step, train_loss, train_acc, test_loss, test_acc
     out_dir/summary.json       grok_step, warning_step, lead, final accuracies, wall time, paths
     out_dir/model.safetensors  the final parameters
+    out_dir/snapshots.safetensors  the last ``cfg.effective_snapshots`` snapshots of the monitored tensors, one
+                               every ``every`` steps, for ``spectral-edge modes`` (format: :mod:`.checkpoint`;
+                               none when it is 0, the default outside the modular tasks)
     out_dir/checkpoints/       (with checkpoint_every > 0) step_XXXXXXX.safetensors
     out_dir/run_state/         while the run is going: the newest run checkpoints (every ``save_every``
                                steps), what ``resume=True`` (``--resume``) continues from; removed at the end
@@ -15,13 +18,23 @@
 Nothing is written before everything is checked (config, folder, workload, model, probes,
 the checkpoint to resume), a folder that holds a run is only replaced with ``overwrite`` or
 continued with ``resume``, and every file is written atomically (see :mod:`.checkpoint`).
-A resumed run's history.jsonl, eval.csv, model and summary (but wall_seconds) are
-byte-identical to an uninterrupted run's.
+A resumed run's history.jsonl, eval.csv, model, snapshots and summary (but wall_seconds)
+are byte-identical to an uninterrupted run's.
+
+The snapshots are taken where the monitor samples (after ``optimizer.step()`` on every
+``every``-th step, and at step 0) into a fixed-size ring (:class:`.checkpoint.SnapshotRing`):
+a copy, no RNG, so training is the same with and without them.
 
 The grok step is :func:`spectral_edge.detectors.signals.grok_step`: the first evaluation with
 test accuracy ≥ ``grok_threshold`` (0.9); the papers' stricter grok (test accuracy ≥ 0.98 at
 three evaluations in a row, the same function with ``consecutive=3``) is reported too.
 ``warning_step`` is the first alarm event of the attached detectors (null without one).
+
+A probe entry of ``cfg.probes`` may say when the probe stops: ``"until": "grok"`` (its last
+call is at the grok step) or ``"until": "alarm"`` (its last call is at the step of the first
+alarm). Both are functions of the run's own records, so a resumed run stops them at the same
+step. The demo uses it for the commutator defect, the early-warning signal, whose calls after
+grokking (20 forward and backward passes each) warn of nothing.
 """
 
 from __future__ import annotations
@@ -44,11 +57,11 @@ from ..detectors import signals
 from ..errors import CheckpointError, ConfigError, StateError
 from ..functional.sketch import SketchSpec
 from ..monitor import Monitor
-from ..selection import Selection
+from ..selection import Selection, normalize_name
 from ..stream.analyzer import default_sketch
-from .checkpoint import (RUN_STATE, check_output_folder, clear_run, config_text, cut_file, file_digest,
-                         finish_run_state, history_rows, load_run_state, replace_atomically, run_contents,
-                         save_run_state, write_text_file)
+from .checkpoint import (RUN_STATE, SNAPSHOTS_FILE, SnapshotRing, check_output_folder, clear_run, config_text,
+                         cut_file, file_digest, finish_run_state, history_rows, load_run_state, replace_atomically,
+                         run_contents, save_run_state, write_text_file)
 from .config import RunConfig
 from .optim import build_optimizer
 from .workloads import Workload, build_workload
@@ -87,17 +100,52 @@ def _load_probe_modules() -> None:
             pass
 
 
+#: the values of a probe entry's ``until`` option (see module docs)
+PROBE_UNTIL = ("grok", "alarm")
+
+
+def probe_until(cfg: RunConfig) -> dict[str, str]:
+    """probe name → when it stops (``grok`` or ``alarm``), from the ``until`` option of its
+    ``cfg.probes`` entry; a ConfigError names ``probes.<name>.until`` for any other value."""
+    out = {}
+    for name, opts in cfg.probes.items():
+        when = (opts or {}).get("until")
+        if when is None:
+            continue
+        if when not in PROBE_UNTIL:
+            raise ConfigError(f"probes.{name}.until: must be one of {', '.join(PROBE_UNTIL)}, got {when!r}")
+        out[name] = when
+    return out
+
+
 def build_probes(workload: Workload, cfg: RunConfig) -> list[Any]:
-    """Probes named in ``cfg.probes``, built against the workload's model and data."""
+    """Probes named in ``cfg.probes``, built against the workload's model and data (the
+    ``until`` option is the runner's, not the probe's)."""
     if not cfg.probes:
         return []
     _load_probe_modules()
+    probe_until(cfg)
     out = []
     for name, opts in cfg.probes.items():
         if name not in PROBE_BUILDERS:
             raise ConfigError(f"unknown probe {name!r}; available: {', '.join(sorted(PROBE_BUILDERS)) or 'none'}")
-        out.append(PROBE_BUILDERS[name](workload, cfg, dict(opts or {})))
+        options = {k: v for k, v in (opts or {}).items() if k != "until"}
+        try:
+            out.append(PROBE_BUILDERS[name](workload, cfg, options))
+        except (ConfigError, TypeError, ValueError) as e:  # an unknown option or a value the probe refuses
+            raise ConfigError(f"probes.{name}: {' '.join(str(e).split())[:300]} (options: {options})") from None
     return out
+
+
+def _stop_probes(stops: list[tuple[str, Any]], grok_step: int | None, alarmed: bool) -> list[tuple[str, Any]]:
+    """Stop (``every = 0``) the probes whose ``until`` has come; returns those still running."""
+    left = []
+    for when, probe in stops:
+        if (when == "grok" and grok_step is not None) or (when == "alarm" and alarmed):
+            probe.every = 0
+        else:
+            left.append((when, probe))
+    return left
 
 
 def _warn(msg: str) -> None:
@@ -175,6 +223,17 @@ def _restore(saved: dict[str, Any], what: str, load: Callable[[], None]) -> None
                           f"({' '.join(str(e).split())[:200]})") from None
 
 
+def _watched(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The model's parameters by normalised name (the names the monitor and the snapshots use)."""
+    return {normalize_name(n): p for n, p in model.named_parameters()}
+
+
+def _snapshot_ring(cfg: RunConfig, monitor: Monitor) -> SnapshotRing:
+    """The ring of ``cfg.effective_snapshots`` snapshots of the tensors ``monitor`` selects."""
+    plan = monitor.updates
+    return SnapshotRing({n: plan.shapes[n] for n in plan.plan.names}, cfg.effective_snapshots, cfg.every)
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn | None = None,
                    extra_probes: Sequence[Any] = (), detectors: Sequence[Any] | None = None,
                    loggers: Sequence[Any] = (), overwrite: bool = False, resume: bool = False,
@@ -200,7 +259,10 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     model = wl.model
     opt = build_optimizer(cfg, model)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    probes = build_probes(wl, cfg) + list(extra_probes)
+    built = build_probes(wl, cfg)
+    until = probe_until(cfg)
+    stops = [(until[name], p) for name, p in zip(cfg.probes, built) if name in until]
+    probes = built + list(extra_probes)
     if detectors is None:
         _load_probe_modules()
         detectors = [d for d in (b(cfg, probes) for b in ALARM_BUILDER) if d is not None] if cfg.alarm else []
@@ -219,6 +281,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         # a trial monitor without a history checks the saved monitor state before the folder is touched
         trial = Monitor(model, **{**options, "history": None, "loggers": ()}, sample_initial=False)
         _restore(saved, "monitor", lambda: trial.load_state_dict(saved["monitor"]))
+        ring = _snapshot_ring(cfg, trial)
+        if "snapshots" in saved:
+            _restore(saved, "snapshots", lambda: ring.load_state_dict(saved["snapshots"]))
+        elif ring.size:
+            _warn(f"{saved['path']} predates snapshots; {SNAPSHOTS_FILE} will hold only those taken after "
+                  f"step {saved['step']}")
         for key in ("data_rng", "torch_rng"):
             _restore(saved, key, lambda: torch.Generator().set_state(saved[key]))
     # ---- the first write to the folder is below this line
@@ -229,8 +297,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         monitor = Monitor(model, start_step=int(saved["step"]), sample_initial=False, **options)
         monitor.load_state_dict(saved["monitor"])
         monitor.rows = history_rows(history)
+    if saved is None:
+        ring = _snapshot_ring(cfg, monitor)
+        ring.take(0, _watched(model))  # where the monitor took its initial sample
     handle = monitor.attach(opt)
     gen = torch.Generator().manual_seed(cfg.effective_data_seed)
+    snapshot_params = _watched(model)
     ckpt_dir = out / "checkpoints"
 
     def snapshot(step: int) -> None:
@@ -261,6 +333,14 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         gen.set_state(saved["data_rng"])
     last = evals[-1]
     step = start
+    seen_rows = 0
+
+    def alarmed() -> bool:  # an alarm among the monitor's rows recorded since the last look
+        nonlocal seen_rows
+        rows, seen_rows = monitor.rows[seen_rows:], len(monitor.rows)
+        return any(r.get("kind") == "event" and r.get("event") == "alarm" for r in rows)
+
+    stops = _stop_probes(stops, grok_step, alarmed()) if stops else stops
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed + 1)  # anything stochastic inside the model (dropout) is seeded
         if saved is not None:
@@ -277,6 +357,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()  # the monitor samples in the optimizer's post-step hook
+            if step % cfg.every == 0:
+                ring.take(step, snapshot_params)  # the same steps, the same parameters
             train_loss = float(loss.detach())
             if not math.isfinite(train_loss):
                 monitor.log(step, loss=train_loss)
@@ -292,6 +374,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
                 if grok_step is not None and step == grok_step:
                     if cfg.early_stop:
                         stop_at = min(cfg.steps, step + cfg.stop_margin)
+            if stops:
+                stops = _stop_probes(stops, grok_step, alarmed())
             if progress is not None:
                 progress(step, stop_at, {"loss": train_loss, "test_acc": last["test_acc"], "grok": grok_step})
             if step >= stop_at:
@@ -303,12 +387,14 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
                          "grok_step": grok_step, "stop_at": stop_at, "train_loss": train_loss,
                          "wall_seconds": wall_before + time.perf_counter() - t_start,
                          "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                         "history_bytes": size, "history_sha256": digest}
+                         "history_bytes": size, "history_sha256": digest, "snapshots": ring.state_dict()}
                 with _disk_errors(out / RUN_STATE / f"step_{step:07d}.pt"):
                     save_run_state(out, step, state)
     handle.remove()
     monitor.close()
     _write(out / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
+    if ring.size:
+        _write(out / SNAPSHOTS_FILE, ring.save)
     fields = sorted({k for e in evals for k in e if k != "step"}, key=lambda k: (not k.startswith("train"), k))
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=["step", *fields])
@@ -342,6 +428,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         "history": "history.jsonl",
         "eval": "eval.csv",
         "model": "model.safetensors",
+        "snapshots": SNAPSHOTS_FILE if ring.size else None,
     }
     _write(out / "summary.json", lambda tmp: tmp.write_bytes(json.dumps(summary, indent=2).encode("utf-8")))
     finish_run_state(out)

@@ -4,6 +4,11 @@ and an unfinished run with run checkpoints (a killed suite) continues inside the
 (``--resume``, identical to an uninterrupted run); whatever else an earlier attempt left in a
 run's folder is replaced (``--overwrite``), and so is a run whose resume fails.
 
+A run folder holds "the same config" when its config.json differs from the run's config in
+no key, a key missing from it meaning null (the rule ``--resume`` applies, so a run finished
+before a config key existed still counts); a finished run that lacks the snapshots its config
+keeps (``snapshots.safetensors``, what ``spectral-edge modes`` reads) is trained again.
+
 Each run is a separate process with one torch thread (two such processes keep a 2-core
 machine busy without the oversubscription that several threads per process cause).
 """
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import run_contents, state_files
+from .checkpoint import SNAPSHOTS_FILE, config_differences, run_contents, state_files
 from .config import RunConfig
 
 SEEDS = (42, 137, 2024)
@@ -86,12 +91,19 @@ def sequence_suite(seeds: Sequence[int] = SEEDS, scan_model: dict[str, Any] | No
     return runs
 
 
-def _done(folder: Path, cfg: RunConfig) -> bool:
+def _same_config(folder: Path, cfg: RunConfig) -> bool:
+    """``folder/config.json`` is ``cfg`` (a missing key means null, as for ``--resume``)."""
     try:
         saved = json.loads((folder / "config.json").read_text())
-        return (folder / "summary.json").is_file() and saved == cfg.to_dict()
     except (OSError, ValueError):
         return False
+    wanted = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as in the file
+    return isinstance(saved, dict) and not config_differences(saved, wanted)
+
+
+def _done(folder: Path, cfg: RunConfig) -> bool:
+    return ((folder / "summary.json").is_file() and _same_config(folder, cfg)
+            and (cfg.effective_snapshots == 0 or (folder / SNAPSHOTS_FILE).is_file()))
 
 
 def launch_mode(folder: Path, cfg: RunConfig) -> str | None:
@@ -99,11 +111,7 @@ def launch_mode(folder: Path, cfg: RunConfig) -> str | None:
     run checkpoints), ``"overwrite"`` (anything else an earlier attempt left) or None (fresh)."""
     if not run_contents(folder):
         return None
-    try:
-        same = json.loads((folder / "config.json").read_text()) == cfg.to_dict()
-    except (OSError, ValueError):
-        same = False
-    if same and state_files(folder) and not (folder / "summary.json").exists():
+    if _same_config(folder, cfg) and state_files(folder) and not (folder / "summary.json").exists():
         return "resume"
     return "overwrite"
 
