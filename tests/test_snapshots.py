@@ -208,7 +208,8 @@ def _bad_steps(s):
 
 
 CASES = [
-    Case("resume-snapshots-wrong-shape", _killed_with(_wrong_shape), ["step_0000020.pt", "snapshots", "float32 of shape"]),
+    Case("resume-snapshots-wrong-shape", _killed_with(_wrong_shape),
+         ["step_0000020.pt", "snapshots", "float32 of shape"]),
     Case("resume-snapshots-other-size", _killed_with(_other_size), ["step_0000020.pt", "snapshots", "keeps 3"]),
     Case("resume-snapshots-other-names", _killed_with(_other_names), ["step_0000020.pt", "snapshots",
                                                                       "not the monitored tensors"]),

@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..experiments.checkpoint import SNAPSHOTS_FILE, SNAPSHOTS_FORMAT
 from ..errors import CheckpointError, ConfigError, CorruptCheckpointError, NonFiniteError, ShapeMismatchError
 from ..functional.modes import ALGEBRAIC_BASES, FAMILIES, Spectrum, basis_classes, family_r2, is_prime, spectra_of
 from ..io.history import json_safe
@@ -86,9 +87,7 @@ __all__ = ["SNAPSHOT_FORMAT", "SNAPSHOTS_FILE", "MODE_BASES", "ROLES", "PRIMARY_
            "default_features", "mode_response", "analyze_modes", "run_modes"]
 
 #: ``format`` in the snapshots file's metadata
-SNAPSHOT_FORMAT = "spectral-edge-snapshots/1"
-#: the snapshots file of a run folder
-SNAPSHOTS_FILE = "snapshots.safetensors"
+SNAPSHOT_FORMAT = SNAPSHOTS_FORMAT  # the runner's format (experiments/checkpoint.py) under this module's name
 #: every basis a direction's response can be folded in (``output``: the task's labels)
 MODE_BASES = ("add", "sub", "mul", "dlog", "output")
 ROLES = ("edge", "bulk", "random")

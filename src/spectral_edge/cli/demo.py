@@ -11,9 +11,9 @@ every 100 steps, the papers' rule: 5 pairs of 512-example batches), the evaluati
 (train and test sets every 100 steps), the report and start-up. The demo runs the defect
 probe only until the grok step (``"until": "grok"``): it is the early-warning signal, the
 alarm has fired by then, and the report shows its whole rise; after grokking its 10 calls
-would warn of nothing and cost about a sixth of the demo's overhead. Everything else is the
-runner's default run (the grok and stop rules, the evaluations, the snapshots that
-``spectral-edge modes`` reads).
+would warn of nothing and cost about a fifth of what the demo adds to a plain loop.
+Everything else is the runner's default run (the grok and stop rules, the evaluations, the
+snapshots that ``spectral-edge modes`` and the report's modes section read).
 
 :func:`before_report` is what the demo does with the finished run before writing the
 report (the place for the functional-modes step).
