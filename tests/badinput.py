@@ -90,3 +90,14 @@ def check(case: Case, folder: Path) -> str:
                                                            for m in case.may_create)]
     assert not new, f"{case.id}: created {new}"
     return line
+
+
+def hide_modules(monkeypatch, names) -> None:
+    """Make ``import <name>`` (and its submodules) fail for the rest of a test, as when an
+    optional dependency is not installed."""
+    import sys
+
+    for name in names:
+        for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            monkeypatch.setitem(sys.modules, mod, None)
+        monkeypatch.setitem(sys.modules, name, None)

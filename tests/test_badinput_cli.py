@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from badinput import Case, check
+from badinput import Case, check, hide_modules
 from safetensors.torch import save_file
 
 from spectral_edge.analysis.datasets import planted_history
@@ -209,10 +209,7 @@ HIDE.update({"coupling-without-scipy": ("scipy",), "coupling-without-statsmodels
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_bad_input(case, tmp_path, monkeypatch):
-    for name in HIDE.get(case.id, ()):
-        for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-            monkeypatch.setitem(sys.modules, mod, None)
-        monkeypatch.setitem(sys.modules, name, None)
+    hide_modules(monkeypatch, HIDE.get(case.id, ()))
     check(case, tmp_path)
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import atexit
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-from badinput import Case, check
+from badinput import Case, check, hide_modules
 from safetensors.torch import load_file, save_file
 from test_modes import make_modes_run, write_snapshots
 
@@ -178,10 +177,7 @@ HIDE.update({"plot-without-matplotlib": ("matplotlib",)})
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_bad_input(case, tmp_path, monkeypatch):
-    for name in HIDE.get(case.id, ()):
-        for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-            monkeypatch.setitem(sys.modules, mod, None)
-        monkeypatch.setitem(sys.modules, name, None)
+    hide_modules(monkeypatch, HIDE.get(case.id, ()))
     check(case, tmp_path)
 
 
