@@ -7,7 +7,6 @@ key, no traceback, every file byte-identical, nothing created)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
