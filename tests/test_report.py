@@ -175,7 +175,9 @@ def test_planted_report_has_every_figure(tmp_path):
     out = build_report(planted_run(tmp_path / "p", extra_rows=extra), out=tmp_path / "p.html")
     html = out.read_text()
     assert_offline(html)
-    assert svg_count(html) == 5
+    assert svg_count(html) == 6  # spectrum, edge, eval, warning, coupling (test_loss is logged), jl
+    for key in ("spectrum", "edge", "eval", "warning", "coupling", "jl"):
+        assert f'id="fig-{key}"' in html
     assert "The gap ratio peaks at R = 2.500 at step 3000." in html
     assert "median 2.0%, max 3.0% over 41 windows" in html
     assert "p.html" not in html  # the page does not depend on its own name
@@ -223,9 +225,10 @@ def test_no_evaluation_data_and_no_probes(tmp_path):
     folder = planted_run(tmp_path / "p", evals=False, probes=False, alarm_at=None)
     html = build_report(folder).read_text()
     assert svg_count(html) == 3
-    assert "No evaluation data, so no grok step is known." in html
-    assert "no commutator-defect probe in this input" in html  # the warning figure shows g23 only
-    assert "No alarm fired in this run." in html
+    # no accuracy, nothing to grok: no grok, alarm or defect words, and g23 shown on its own
+    shown = html[:html.index('<script type="application/json"')].lower()  # the page, not its JSON facts block
+    assert "grok" not in shown and "alarm" not in shown and "defect" not in shown
+    assert "The gap below the edge: g23" in html
 
 
 def test_all_nan_columns_still_make_a_page(tmp_path):
@@ -297,7 +300,8 @@ def test_analyze_table_with_groups_and_windows(tmp_path):
     html = build_report(table, out=tmp_path / "t.html").read_text()  # default W = 10, group all
     assert "The gap ratio peaks at R = 2.500 at step 3000." in html
     assert "groups recorded: all, layer.0" in html
-    assert "No exact reference in this input" in html
+    # a CSV table carries no metadata: the page says so instead of guessing the sketch
+    assert "does not record how its spectra were made" in html and "sketch: not recorded" in html
 
 
 def test_jl_error_from_an_exact_and_a_sketched_stream(tmp_path):
@@ -414,7 +418,7 @@ def test_cli_report_prints_one_line(tmp_path):
     res = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().splitlines() == [f"report: {tmp_path / 'r.html'}"]
-    assert svg_count((tmp_path / "r.html").read_text()) == 4
+    assert svg_count((tmp_path / "r.html").read_text()) == 5  # spectrum, edge, eval, warning, coupling
 
 
 def test_cli_report_keeps_an_existing_page_unless_overwrite(tmp_path):
@@ -429,7 +433,7 @@ def test_cli_report_keeps_an_existing_page_unless_overwrite(tmp_path):
     assert page.read_text() == "<html>an earlier report</html>"
     res = runner.invoke(app, ["report", str(folder), "--overwrite"])
     assert res.exit_code == 0, res.output
-    assert svg_count(page.read_text()) == 4 and stat.S_IMODE(os.stat(page).st_mode) == 0o644
+    assert svg_count(page.read_text()) == 5 and stat.S_IMODE(os.stat(page).st_mode) == 0o644
     # the library call is the request: it replaces unless told not to
     assert build_report(folder) == page
     with pytest.raises(ConfigError, match="exists"):

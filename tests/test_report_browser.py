@@ -73,7 +73,8 @@ def test_every_figure_renders_in_chromium(browser, tmp_path):
     run = planted_run(tmp_path / "full", extra_rows=extra)
     res = _open(browser, build_report(run))
     assert res["errors"] == [] and res["requests"] == []
-    assert [b["section"] for b in res["boxes"]] == ["fig-spectrum", "fig-edge", "fig-eval", "fig-warning", "fig-jl"]
+    assert [b["section"] for b in res["boxes"]] == ["fig-spectrum", "fig-edge", "fig-eval", "fig-warning",
+                                                  "fig-coupling", "fig-jl"]
     for b in res["boxes"]:
         assert b["w"] > 300 and b["h"] > 100 and b["paths"] > 5, b
     assert res["title"] == "Spectral-edge report: full" and res["notes"] == []

@@ -22,14 +22,26 @@ COMMON_HEAD = [
 ]
 COMMON_TAIL = [
     "g23 = σ_2² − σ_3² peaks at step 3000, then falls 5× by step 4000.",
+    "Validation loss (test_loss): 3 at the first evaluation, 0.1 at the last, lowest 0.1 at step 4000.",
     "No exact reference in this input (no jl_error column or probe, no exact stream beside the sketched one), "
-    "so the JL error is not shown.",
+    "so the JL error of this sketch is not shown.",
 ]
+#: the coupling sentence of the planted run (its numbers are lag_coupling's, tested in test_analysis_coupling.py)
+COUPLING = "Coupling: detrended R and test_loss are most anti-correlated at lag "
 
 
 def _sentences(tmp_path, **kw):
+    """(facts, the sentences without the coupling one, caveats); the coupling sentence must be
+    there, once, right after the validation-loss sentence."""
     facts = summary_facts(load_view(planted_run(tmp_path / "run", **kw)))
-    return facts, summary_sentences(facts), summary_caveats(facts)
+    text = summary_sentences(facts)
+    at = [i for i, t in enumerate(text) if t.startswith(COUPLING)]
+    if facts.coupling is None:  # too few windows to correlate: no coupling sentence
+        assert at == [], text
+        return facts, text, summary_caveats(facts)
+    assert len(at) == 1 and text[at[0] - 1].startswith("Validation loss (test_loss)"), text
+    assert f"lag {facts.coupling['peak_lag']:+d} samples" in text[at[0]]
+    return facts, text[:at[0]] + text[at[0] + 1:], summary_caveats(facts)
 
 
 def test_golden_alarm_800_steps_before_grokking(tmp_path):

@@ -68,6 +68,9 @@ class PhaseConfig:
     taus: tuple[float, ...] = DEFAULT_TAUS  # collapse-event thresholds
     primary_tau: float = PRIMARY_TAU  # the one reported as `collapse_step`
     min_points: int = 3  # fewer finite samples → valid=False
+    #: a plateau whose R trends with |Spearman ρ(step, R)| ≥ flat_rho over ≥ flat_min_points samples is not flat
+    flat_rho: float = 0.8
+    flat_min_points: int = 4
 
     def __post_init__(self) -> None:
         if self.method not in PHASE_METHODS:
@@ -80,6 +83,9 @@ class PhaseConfig:
             raise ConfigError(f"unknown change-point algorithm {self.algo!r}; choose one of {', '.join(CHANGEPOINT_ALGOS)}")
         if self.cost not in CHANGEPOINT_COSTS:
             raise ConfigError(f"unknown change-point cost {self.cost!r}; choose one of {', '.join(CHANGEPOINT_COSTS)}")
+        if not 0 < self.flat_rho <= 1 or self.flat_min_points < 3:
+            raise ConfigError(f"flat_rho must be in (0, 1] and flat_min_points ≥ 3, got {self.flat_rho}, "
+                              f"{self.flat_min_points}")
         if self.merge_sd < 0:
             raise ConfigError(f"merge_sd must be ≥ 0, got {self.merge_sd}")
         if self.n_bkps < 1 or self.min_size < 1:
@@ -121,6 +127,11 @@ class Phases:
     column: str = "gap_ratio"
     window: int | None = None
     group: str | None = None
+    #: Spearman ρ(step, R) over the plateau's finite samples (NaN with fewer than flat_min_points)
+    plateau_trend: float = float("nan")
+    #: False when the plateau trends (|ρ| ≥ flat_rho): R still rising (ρ > 0) or already falling (ρ < 0)
+    #: through the span the rule picked; None when there is no plateau or too few samples to tell
+    plateau_flat: bool | None = None
 
     @property
     def boundaries(self) -> tuple[int | None, int | None]:
@@ -149,7 +160,7 @@ class Phases:
             "peak_step": self.peak_step, "peak_value": self.peak_value,
             "plateau_start": self.plateau_start, "plateau_end": self.plateau_end,
             "collapse_start": self.collapse_start, "collapse_step": self.collapse_step,
-            "primary_tau": self.primary_tau,
+            "primary_tau": self.primary_tau, "plateau_trend": self.plateau_trend, "plateau_flat": self.plateau_flat,
         }
         for e in self.events:
             out[f"collapse_tau_{e.tau:.2f}"] = e.step
@@ -220,8 +231,28 @@ def _finalize(method: str, steps: np.ndarray, values: np.ndarray, ok: np.ndarray
     p_start, p_end = int(steps[ok[lo]]), int(steps[ok[hi]])
     c_start = int(steps[ok[hi + 1]]) if hi + 1 < ok.size else None
     labels = tuple("rise" if st < p_start else "plateau" if st <= p_end else "collapse" for st in steps.tolist())
+    inside = ok[lo:hi + 1]
+    trend = spearman(steps[inside], values[inside]) if inside.size >= cfg.flat_min_points else float("nan")
+    flat = None if not np.isfinite(trend) else bool(abs(trend) < cfg.flat_rho)
     return Phases(method, steps, values, labels, int(steps[ok[peak]]), float(values[ok[peak]]), p_start, p_end,
-                  c_start, events, cfg.primary_tau, True, reason, **extra)
+                  c_start, events, cfg.primary_tau, True, reason, **extra, plateau_trend=trend, plateau_flat=flat)
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman rank correlation of two equal-length finite samples (average ranks for ties;
+    NaN when either is constant)."""
+    def ranks(a: np.ndarray) -> np.ndarray:
+        order = np.argsort(a, kind="stable")
+        r = np.empty(a.size)
+        r[order] = np.arange(a.size, dtype=np.float64)
+        _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, weights=r)
+        return (sums / counts)[inv]
+
+    rx, ry = ranks(np.asarray(x, dtype=np.float64)), ranks(np.asarray(y, dtype=np.float64))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    den = float(np.sqrt((rx * rx).sum() * (ry * ry).sum()))
+    return float((rx * ry).sum() / den) if den > 0 else float("nan")
 
 
 def _prepare(steps: Any, values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -97,6 +97,97 @@ def as_series(name: str, steps: Any, values: Any, window: int | None = None, gro
     return Series(name, s, v, window, group)
 
 
+@dataclass(frozen=True)
+class RunSetup:
+    """How a run's spectra were made, from whichever input recorded it: the one source of truth
+    for a reader of the run (the report's header, its "sketch" row, its JL note).
+
+    ``recorded_in`` says where the configuration was read: the history's ``meta`` row, a parquet
+    table's ``spectral_edge`` metadata, or nowhere (a CSV/JSONL table carries no metadata, and a
+    history written by hand may have no meta row). ``every``: the sampling cadence as recorded
+    (an int, or a schedule as the monitor wrote it); for a table, the checkpoints' step spacing.
+    ``spacing``: the median step gap between the samples of a window, measured from the rows
+    themselves (``(step − step_first) / W``), whatever was recorded. ``selection``: the tensor
+    selection (include/exclude/preset/group_by), when recorded.
+    """
+
+    recorded_in: str | None
+    sketch: Mapping[str, Any] | None = None
+    windows: tuple[int, ...] = ()
+    kstar_rule: str | None = None
+    every: Any = None
+    spacing: float | None = None
+    n_parameters: int | None = None
+    selection: Mapping[str, Any] | None = None
+    groups: tuple[str, ...] = ()
+
+    @property
+    def sketch_text(self) -> str | None:
+        """``exact``, ``fold d=200 seed=0``…, or None when not recorded."""
+        if not self.sketch:
+            return None
+        fam = self.sketch.get("family")
+        if fam == "exact":
+            return "exact"
+        return f"{fam} d={self.sketch.get('dim')} seed={self.sketch.get('seed')}"
+
+    @property
+    def selection_text(self) -> str | None:
+        """The tensors analysed, in words (None when not recorded)."""
+        sel = self.selection
+        if not sel:
+            return None
+        parts = [f"preset {sel.get('preset', 'all')}"]
+        if sel.get("include"):
+            parts.append("include " + ", ".join(map(str, sel["include"])))
+        if sel.get("exclude"):
+            parts.append("exclude " + ", ".join(map(str, sel["exclude"])))
+        if sel.get("group_by") not in (None, "none"):
+            parts.append(f"grouped by {sel['group_by']}")
+        if sel.get("include_buffers"):
+            parts.append("with buffers")
+        return "; ".join(parts)
+
+
+def _spacing(spectral: Any) -> float | None:
+    """Median step gap between the samples of the windows, from ``step``, ``step_first`` and ``window``."""
+    if spectral is None or not len(spectral) or not {"step", "step_first", "window"} <= set(spectral.columns):
+        return None
+    import pandas as pd
+
+    gap = (pd.to_numeric(spectral["step"], errors="coerce") - pd.to_numeric(spectral["step_first"], errors="coerce")) \
+        / pd.to_numeric(spectral["window"], errors="coerce")
+    gap = gap[np.isfinite(gap.to_numpy(float))]
+    return float(np.median(gap)) if len(gap) else None
+
+
+def _run_setup(kind: str, meta: Mapping[str, Any], spectral: Any, n_parameters: int | None) -> RunSetup:
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    if kind == "history":
+        where = "the history's meta row" if meta else None
+        every = meta.get("every")
+    elif meta:
+        where = "the table's parquet metadata"
+        steps = [c[0] for c in meta.get("checkpoints") or [] if isinstance(c, (list, tuple)) and c
+                 and isinstance(c[0], int)]
+        gaps = sorted({b - a for a, b in zip(steps, steps[1:])})
+        every = (gaps[0] if len(gaps) == 1 else f"{gaps[0]}–{gaps[-1]} (checkpoint spacing)") if gaps else None
+    else:
+        where, every = None, None
+    windows = tuple(int(w) for w in cfg.get("windows") or () if isinstance(w, int))
+    if not windows and spectral is not None and len(spectral) and "window" in spectral.columns:
+        windows = tuple(sorted(int(w) for w in spectral["window"].dropna().unique()))
+    rule = cfg.get("kstar_rule")
+    if rule is None and spectral is not None and "k_star_rule" in getattr(spectral, "columns", ()):
+        rules = spectral["k_star_rule"].dropna()
+        rule = str(rules.iloc[0]) if len(rules) else None
+    groups = meta.get("groups")
+    return RunSetup(where, cfg.get("sketch") if isinstance(cfg.get("sketch"), dict) else None, windows, rule, every,
+                    _spacing(spectral), n_parameters,
+                    cfg.get("selection") if isinstance(cfg.get("selection"), dict) else None,
+                    tuple(map(str, groups)) if isinstance(groups, list) else ())
+
+
 @dataclass(frozen=True, eq=False)
 class RunData:
     """Everything read from one run (see module docs).
@@ -128,6 +219,11 @@ class RunData:
     notes: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ what is there
+    @property
+    def setup(self) -> RunSetup:
+        """How the spectra were made (:class:`RunSetup`), from the history's meta row or the table's metadata."""
+        return _run_setup(self.kind, self.meta, self.spectral, self.n_parameters)
+
     @property
     def windows(self) -> tuple[int, ...]:
         return tuple(sorted(int(w) for w in self.spectral["window"].dropna().unique()))
@@ -565,5 +661,5 @@ def load_run(source: str | Path, *, val: str | Path | None = None, stream: str =
     return data
 
 
-__all__ = ["HISTORY_NAMES", "RunData", "Series", "VAL_COLUMNS", "as_series", "check_steps", "find_inputs", "is_numeric",
+__all__ = ["HISTORY_NAMES", "RunData", "RunSetup", "Series", "VAL_COLUMNS", "as_series", "check_steps", "find_inputs", "is_numeric",
            "load_run", "merge_metrics", "metric_frame", "read_json", "read_run", "read_val_csv", "sniff", "to_float"]

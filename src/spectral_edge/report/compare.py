@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import figures, html
+from . import compare_figures, html
+from .plotting import run_color
 from .build import ProgressFn, resolve_out, write_text_atomic
 from .load import load_view
 from .summary import summary_facts
@@ -48,7 +49,7 @@ def write_comparison(sources: Sequence[str | Path], labels: str | Sequence[str] 
     names = parse_labels(labels, len(sources))
     path = resolve_out(out, Path("compare.html"))
     cb = progress or (lambda done, total, what: None)
-    total = len(sources) + len(figures.COMPARE_FIGURES) + 1
+    total = len(sources) + len(compare_figures.COMPARE_FIGURES) + 1
     runs = []
     for i, src in enumerate(sources):
         cb(i, total, f"reading {Path(src).name}")
@@ -61,10 +62,10 @@ def write_comparison(sources: Sequence[str | Path], labels: str | Sequence[str] 
         runs = [r if r.label == lab else _relabel(r, lab) for r, lab in zip(runs, fixed)]
     facts = [summary_facts(r) for r in runs]
     sections = []
-    for j, (name, fn) in enumerate(figures.COMPARE_FIGURES.items()):
+    for j, (name, fn) in enumerate(compare_figures.COMPARE_FIGURES.items()):
         cb(len(sources) + j, total, name)
         sections.append(fn(runs))
-    colors = [figures.run_color(i) for i in range(len(runs))]
+    colors = [run_color(i) for i in range(len(runs))]
     write_text_atomic(path, html.render_compare(runs, facts, sections, colors))
     cb(total, total, "written")
     return path, facts

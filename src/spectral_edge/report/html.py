@@ -28,6 +28,7 @@ body { margin:0; font:15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "De
 main { max-width: 980px; margin: 0 auto; padding: 24px 20px 48px; }
 header h1 { font-size: 1.55em; margin: 0 0 4px; }
 header .sub { color: var(--muted); margin: 0; font-size: .9em; word-break: break-all; }
+header .setup { margin: 6px 0 0; font-size: .92em; }
 nav { margin: 14px 0 8px; font-size: .9em; }
 nav a { color: var(--accent); text-decoration: none; margin-right: 14px; white-space: nowrap; }
 nav a:hover { text-decoration: underline; }
@@ -68,7 +69,7 @@ def _json_block(obj: Any, element_id: str) -> str:
     return f'<script type="application/json" id="{element_id}">\n{text}\n</script>'
 
 
-def _page(title: str, subtitle: str, body: Sequence[str], nav: Sequence[tuple[str, str]]) -> str:
+def _page(title: str, subtitle: str, body: Sequence[str], nav: Sequence[tuple[str, str]], setup: str = "") -> str:
     from .. import __version__
 
     links = "".join(f'<a href="#{escape(k)}">{escape(t)}</a>' for k, t in nav)
@@ -84,7 +85,8 @@ def _page(title: str, subtitle: str, body: Sequence[str], nav: Sequence[tuple[st
         f"<style>{CSS}</style>",
         "</head>",
         "<body><main>",
-        f"<header><h1>{escape(title)}</h1><p class=\"sub\">{escape(subtitle)}</p></header>",
+        f"<header><h1>{escape(title)}</h1><p class=\"sub\">{escape(subtitle)}</p>"
+        + (f'<p class="setup">{escape(setup)}</p>' if setup else "") + "</header>",
         f"<nav>{links}</nav>",
         *body,
         f"<footer>spectral-edge {escape(__version__)} · generated {when} · self-contained page, no network</footer>",
@@ -128,26 +130,80 @@ def _flat(obj: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def cadence_text(f: Facts) -> str | None:
+    """How often the run was sampled: the recorded cadence, else the spacing measured from the windows."""
+    e = f.every
+    if isinstance(e, int) and not isinstance(e, bool):
+        text = f"every {e} step{'s' if e != 1 else ''}"
+    elif isinstance(e, list) and e:
+        text = "schedule " + ", ".join(f"every {x[1]} until step {x[0]}" if x[0] is not None else f"then every {x[1]}"
+                                       for x in e if isinstance(x, list) and len(x) == 2)
+    elif e is not None:
+        text = str(e)
+    elif f.spacing is not None:
+        return f"every {f.spacing:g} steps (measured from the windows)"
+    else:
+        return None
+    if f.spacing is not None and isinstance(e, int) and abs(f.spacing - e) > 1e-9:
+        text += f" (windows measure {f.spacing:g})"
+    return text
+
+
+def setup_line(f: Facts) -> str:
+    """The header line: what a reader needs to interpret any number on the page."""
+    parts = [f"W = {f.window}" if f.window is not None else None,
+             cadence_text(f) and f"sampled {cadence_text(f)}",
+             None if f.n_parameters is None else f"{f.n_parameters:,} parameters",
+             f.tensors and f"tensors: {f.tensors}",
+             f"sketch: {f.sketch}" if f.sketch else "sketch: not recorded",
+             f.kstar_rule and f"k* rule: {f.kstar_rule}",
+             f"group: {f.group}" if f.groups and f.groups != ["all"] else None]
+    where = (f"configuration from {f.config_recorded_in}" if f.config_recorded_in
+             else "this input records no configuration (CSV/JSONL tables carry no metadata)")
+    return " · ".join(p for p in parts if p) + f" — {where}"
+
+
 def key_numbers(f: Facts) -> list[tuple[str, Any]]:
-    """The table of key numbers of one run (from :class:`~.summary.Facts`)."""
+    """The table of key numbers of one run (from :class:`~.summary.Facts`): the rows that apply to
+    this kind of run (grok, lead and final accuracy only when there is an accuracy to grok; the
+    defect onset only with a defect probe; the validation loss and its coupling when logged)."""
     ph = f.phases or {}
-    lead = None if f.lead is None else f"{f.lead} steps" + (" (before grokking)" if f.lead > 0 else "")
-    return [
+    if not ph:
+        plateau = None
+    elif ph.get("plateau_flat") is False:
+        plateau = f"none: R rises through steps {ph['plateau_start']} … {ph['plateau_end']} (ρ = {ph['plateau_trend']:.2f})"
+    else:
+        plateau = f"steps {ph['plateau_start']} … {ph['plateau_end']}"
+    rows: list[tuple[str, Any]] = [
         ("window W", f.window),
         ("windows (rows)", f.n_windows),
         ("steps", None if f.first_step is None else f"{f.first_step} … {f.last_step}"),
+        ("sampling", cadence_text(f)),
+        ("parameters", None if f.n_parameters is None else f"{f.n_parameters:,}"),
+        ("tensors", f.tensors),
         ("k* rule", f.kstar_rule),
         ("modal k*", None if f.modal_k_star is None else f"{f.modal_k_star} ({100 * (f.modal_share or 0):.0f}% of windows)"),
         ("peak gap ratio", None if f.peak_ratio is None else f"{f.peak_ratio:.3f} at step {f.peak_step}"),
-        ("plateau", None if not ph else f"steps {ph['plateau_start']} … {ph['plateau_end']}"),
-        ("grok step", f.grok_step if f.grok_step is not None else f.grok_source),
-        ("warning step", f.warning_step if f.warning_step is not None else f.warning_source),
-        ("lead", lead),
-        ("final test accuracy", f.final_test_acc),
-        ("defect onset (paper rule)", f.defect_onset_step if f.defect_records else "no defect probe"),
-        ("sketch", f.sketch),
-        ("JL error (median)", None if f.jl_median is None else f"{100 * f.jl_median:.2f}% over {f.jl_windows} windows"),
+        ("plateau", plateau),
     ]
+    if f.val_column is not None:
+        rows.append((f"validation loss ({f.val_column})", f"{f.val_first:.4g} → {f.val_last:.4g} (lowest {f.val_min:.4g} "
+                     f"at step {f.val_min_step})"))
+        c = f.coupling or {}
+        rows.append(("coupling: peak lag, r", None if c.get("peak_lag") is None else
+                     f"{c['peak_lag']:+d} samples of R, r = {c['peak_r']:.2f} (p = {_fmt(c.get('p_perm'))})"))
+    if f.grokking:
+        lead = None if f.lead is None else f"{f.lead} steps" + (" (before grokking)" if f.lead > 0 else "")
+        rows += [("grok step", f.grok_step if f.grok_step is not None else f.grok_source),
+                 ("warning step", f.warning_step if f.warning_step is not None else f.warning_source),
+                 ("lead", lead), ("final test accuracy", f.final_test_acc)]
+    elif f.warning_step is not None:
+        rows.append(("warning step", f"{f.warning_step} ({f.warning_source})"))
+    if f.defect_records or f.grokking:
+        rows.append(("defect onset (paper rule)", f.defect_onset_step if f.defect_records else "no defect probe"))
+    rows += [("sketch", f.sketch or "not recorded"),
+             ("JL error (median)", None if f.jl_median is None else f"{100 * f.jl_median:.2f}% over {f.jl_windows} windows")]
+    return rows
 
 
 def render_run(run: RunView, facts: Facts, sections: Sequence[Section]) -> str:
@@ -164,7 +220,7 @@ def render_run(run: RunView, facts: Facts, sections: Sequence[Section]) -> str:
     ]
     nav = [("summary", "Summary"), ("numbers", "Key numbers")] + [(f"fig-{s.key}", s.short) for s in sections]
     nav.append(("data", "Data"))
-    return _page(f"Spectral-edge report: {run.label}", str(run.source), body, nav)
+    return _page(f"Spectral-edge report: {run.label}", str(run.source), body, nav, setup_line(facts))
 
 
 def _data_section(run: RunView, facts: Facts) -> str:

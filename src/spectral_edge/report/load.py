@@ -41,7 +41,7 @@ from ..analysis.phases import detect_phases
 from ..detectors.signals import primary_window
 from ..errors import ConfigError
 from ..io.run import read_run
-from .view import PHASES, Alarm, ModesView, PhaseSpans, RunView, shown_meta
+from .view import PHASES, Alarm, ModesView, PhaseSpans, RunView
 
 _TEXT_COLUMNS = {"kind", "group", "k_star_rule", "probe", "event", "detector", "reason", "message", "stream",
                  "sketch", "label", "name"}
@@ -121,7 +121,8 @@ def compute_phases(steps: Sequence[float], ratios: Sequence[float]) -> tuple[Pha
     return PhaseSpans(method=method, peak_step=ph.peak_step, peak_ratio=ph.peak_value, plateau_start=ph.plateau_start,
                   plateau_end=ph.plateau_end, first_step=int(finite[0]), last_step=int(finite[-1]),
                   threshold=PHASES.frac * ph.peak_value, collapse_event_step=ph.collapse_step,
-                  collapse_tau=ph.primary_tau), note
+                  collapse_tau=ph.primary_tau,
+                  trend=float(ph.plateau_trend) if np.isfinite(ph.plateau_trend) else None, flat=ph.plateau_flat), note
 
 
 # ---------------------------------------------------------------------------- evaluations, probes, events
@@ -206,8 +207,43 @@ def _jl(sed_all, sed, probes, window: int | None, group: str, sketch: dict[str, 
     fam = (sketch or {}).get("family")
     if fam == "exact":
         return None, "The spectra are exact (no random projection), so there is no JL error to measure."
+    if fam is None:
+        return None, ("This input does not record how its spectra were made (a CSV or JSONL table carries no "
+                      "metadata; write .parquet to keep it), so whether they are sketched, and their JL error, "
+                      "are not known.")
     return None, ("No exact reference in this input (no jl_error column or probe, no exact stream beside "
-                  "the sketched one), so the JL error is not shown.")
+                  "the sketched one), so the JL error of this sketch is not shown.")
+
+
+# ---------------------------------------------------------------------------- coupling with validation loss
+#: circular-shift permutations of the report's coupling test (``spectral-edge coupling`` uses 999)
+COUPLING_PERMUTATIONS = 199
+
+
+def _coupling(data, window: int | None, group: str, sed) -> tuple[Any, str | None]:
+    """The lag coupling of the gap ratio with the validation loss
+    (:func:`spectral_edge.analysis.coupling.lag_coupling`, with phases, no Granger test), or
+    (None, why not)."""
+    from ..errors import MissingDependencyError, SpectralEdgeError
+
+    if window is None or "gap_ratio" not in sed.columns or not len(sed):
+        return None, None
+    try:
+        y = data.validation()
+    except ConfigError:
+        return None, "no validation loss in this input (val_loss, test_loss or eval_loss), so no coupling"
+    try:
+        from ..analysis.coupling import lag_coupling
+        from ..analysis.phases import detect_phases
+
+        x = data.spectral_series("gap_ratio", window, group)
+        res = lag_coupling(x, y, data.learning_rate(), n_perm=COUPLING_PERMUTATIONS, granger_max_lag=0,
+                           phases=detect_phases(x.steps, x.values, PHASES))
+    except MissingDependencyError as e:
+        return None, f"coupling not computed: {e}"
+    except SpectralEdgeError as e:
+        return None, f"coupling with {y.name} not computed: {e}"
+    return res, None
 
 
 # ---------------------------------------------------------------------------- functional modes
@@ -351,12 +387,11 @@ def load_view(source: str | Path, window: int | None = None, group: str = "all",
         notes.append(f"groups recorded: {', '.join(groups)}; this report shows '{group}' (choose with --group)")
     notes += data.notes
 
-    meta = shown_meta(data)
-    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    rule = cfg.get("kstar_rule")
+    setup = data.setup  # the one record of how the spectra were made, whichever input holds it
+    rule = setup.kstar_rule
     if rule is None and "k_star_rule" in sed.columns and sed["k_star_rule"].notna().any():
         rule = str(sed["k_star_rule"].dropna().iloc[0])
-    sketch = cfg.get("sketch") if isinstance(cfg.get("sketch"), dict) else None
+    sketch = dict(setup.sketch) if setup.sketch else None
 
     evals = data.logs.reset_index()  # the run model's metrics: one row per step, one merge rule
     probes = frames.get("probe")
@@ -372,8 +407,10 @@ def load_view(source: str | Path, window: int | None = None, group: str = "all",
     if label is None:
         named = data.path.resolve()
         label = named.name if named.is_dir() else named.parent.name if named.name == "history.jsonl" else named.stem
+    coupling, coupling_note = _coupling(data, W, group, sed)
     view = RunView(data=data, label=label, sed=sed, window=W, windows=windows, group=group, groups=groups,
                    kstar_rule=rule, sketch=sketch, evals=evals, defect=defect, alarms=alarms, nonfinite=nonfinite,
                    grok_step=grok_step, grok_source=grok_source, warning_step=warning_step,
-                   warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, notes=tuple(notes))
+                   warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, notes=tuple(notes),
+                   coupling=coupling, coupling_note=coupling_note)
     return load_modes(view) if modes else view

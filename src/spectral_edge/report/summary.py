@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from .._numbers import finite_or_none as _finite
-from .view import GROK_ACC, ONSET_ABS, ONSET_FACTOR, RunView, defect_onset
+from .view import GROK_ACC, ONSET_ABS, ONSET_FACTOR, PHASES, RunView, defect_onset
+
+#: the phase rule's plateau level and flatness test, as the sentences quote them
+PHASE_FRAC, PHASE_FLAT_RHO = PHASES.frac, PHASES.flat_rho
 
 #: one line per k* rule, for the caveats
 RULE_TEXT = {
@@ -76,20 +79,26 @@ class Facts:
     nonfinite_events: int
     notes: list[str] = field(default_factory=list)
     modes: dict[str, Any] | None = None  # functional modes (:func:`modes_facts`), None when the run has none
+    grokking: bool = True  # the page is about grokking (:attr:`~.view.RunView.grokking`)
+    # how the spectra were made (:class:`spectral_edge.io.run.RunSetup`), shown in the page's header
+    every: Any = None
+    spacing: float | None = None
+    n_parameters: int | None = None
+    tensors: str | None = None
+    config_recorded_in: str | None = None
+    # the validation loss and its lag coupling with R (None when the run has no validation loss)
+    val_column: str | None = None
+    val_first: float | None = None
+    val_last: float | None = None
+    val_min: float | None = None
+    val_min_step: int | None = None
+    coupling: dict[str, Any] | None = None
+    coupling_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-
-
-def _sketch_text(sketch: dict[str, Any] | None) -> str | None:
-    if not sketch:
-        return None
-    fam = sketch.get("family")
-    if fam == "exact":
-        return "exact"
-    return f"{fam} d={sketch.get('dim')} seed={sketch.get('seed')}"
 
 
 def summary_facts(run: RunView) -> Facts:
@@ -147,9 +156,45 @@ def summary_facts(run: RunView) -> Facts:
         g23_decline_until=g_until, jl_windows=int(len(jl_vals)),
         jl_median=float(np.median(jl_vals)) if len(jl_vals) else None,
         jl_max=float(jl_vals.max()) if len(jl_vals) else None, jl_note=run.jl_note,
-        sketch=_sketch_text(run.sketch), nonfinite_events=run.nonfinite, notes=list(run.notes),
-        modes=modes_facts(run),
+        sketch=run.setup.sketch_text, nonfinite_events=run.nonfinite, notes=list(run.notes),
+        modes=modes_facts(run), grokking=run.grokking, every=_plain(run.setup.every), spacing=run.setup.spacing,
+        n_parameters=run.setup.n_parameters, tensors=run.setup.selection_text,
+        config_recorded_in=run.setup.recorded_in, **_validation_facts(run), coupling=coupling_facts(run.coupling),
+        coupling_note=run.coupling_note,
     )
+
+
+def _plain(v: Any) -> Any:
+    """A recorded value as JSON-ready plain data (a schedule's tuples become lists)."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
+
+
+def _validation_facts(run: RunView) -> dict[str, Any]:
+    """First, last and lowest value of the validation loss the coupling reads (the run model's choice)."""
+    try:
+        y = run.data.validation()
+    except Exception:  # noqa: BLE001 - no validation series: the facts stay empty
+        return {}
+    if not len(y):
+        return {}
+    i = int(np.argmin(y.values))
+    return {"val_column": y.name, "val_first": float(y.values[0]), "val_last": float(y.values[-1]),
+            "val_min": float(y.values[i]), "val_min_step": int(y.steps[i])}
+
+
+def coupling_facts(c: Any) -> dict[str, Any] | None:
+    """The lag coupling (:class:`~spectral_edge.analysis.coupling.CouplingResult`) as plain values:
+    the record of ``spectral-edge coupling`` plus r(ℓ) for every lag and the per-phase correlations."""
+    if c is None:
+        return None
+    out = {k: v for k, v in c.to_dict().items() if not k.startswith("granger")}
+    out["lags"] = list(c.correlation.lags)
+    out["r"] = [_finite(float(r)) for r in c.correlation.r]
+    out["phases"] = [{"phase": p.phase, "n": p.n, "r": _finite(p.r_raw), "r_detrended": _finite(p.r_detrended),
+                      "p": _finite(p.p_raw)} for p in c.phases]
+    return out
 
 
 # ---------------------------------------------------------------------------- functional modes
@@ -300,7 +345,14 @@ def summary_sentences(f: Facts) -> list[str]:
                 coll = (f"collapse after step {ph['plateau_end']}" if ph["collapse"] else "no collapse recorded (the plateau lasts to the last window)")
                 plateau = (f"plateau at step {ph['plateau_start']} only" if ph["plateau_start"] == ph["plateau_end"]
                            else f"plateau from step {ph['plateau_start']} to step {ph['plateau_end']}")
-                out.append(f"Phases: {rise}; {plateau}; {coll}.")
+                if ph.get("plateau_flat") is False:
+                    way = "rises" if ph["plateau_trend"] > 0 else "falls"
+                    out.append(f"Phases: the plateau rule (R ≥ {PHASE_FRAC:g} × peak) picks steps {ph['plateau_start']} "
+                               f"to {ph['plateau_end']}, but R {way} steadily through that span (Spearman ρ = "
+                               f"{ph['plateau_trend']:.2f}, |ρ| ≥ {PHASE_FLAT_RHO:g}): it is not a plateau, and the "
+                               f"page draws it as '{'still rising' if way == 'rises' else 'falling'}'; {rise}; {coll}.")
+                else:
+                    out.append(f"Phases: {rise}; {plateau}; {coll}.")
             if ph.get("collapse_event_step") is not None:
                 out.append(f"After the peak, R first falls below {ph['collapse_tau']:.2f} at step {ph['collapse_event_step']} "
                            "(collapse event).")
@@ -311,6 +363,8 @@ def summary_sentences(f: Facts) -> list[str]:
 
     if f.grok_step is not None:
         out.append(f"Grokking at step {f.grok_step} ({f.grok_source}).")
+    elif not f.grokking:
+        pass  # nothing to grok: no accuracy in this run, so no grok sentence
     elif f.grok_source == "no evaluation data":
         out.append("No evaluation data, so no grok step is known.")
     else:
@@ -334,7 +388,7 @@ def summary_sentences(f: Facts) -> list[str]:
         if len(f.alarm_steps) > 1:
             out.append(f"{len(f.alarm_steps)} alarm events in all (steps {', '.join(map(str, f.alarm_steps[:6]))}"
                        + (", …)." if len(f.alarm_steps) > 6 else ")."))
-    else:
+    elif f.grokking:
         out.append("No alarm fired in this run" + (f", so grokking at step {f.grok_step} came without warning."
                                                   if f.grok_step is not None else "."))
 
@@ -350,6 +404,7 @@ def summary_sentences(f: Facts) -> list[str]:
             out.append(f"g23 = σ_2² − σ_3² peaks at step {f.g23_peak_step}, then falls {fall}× by step {f.g23_decline_until}.")
         else:
             out.append(f"g23 = σ_2² − σ_3² peaks at step {f.g23_peak_step} and does not fall markedly afterwards.")
+    out += _validation_sentences(f)
     if f.jl_windows:
         out.append(f"JL error of the gap ratio against the exact reference: median {100 * f.jl_median:.1f}%, "
                    f"max {100 * f.jl_max:.1f}% over {f.jl_windows} windows.")
@@ -364,6 +419,35 @@ def summary_sentences(f: Facts) -> list[str]:
         r = (f.modes["summary"].get("nulls") or {}).get("random_F_mean")
         out.append(f"Functional modes (section below): in the {f.modes['basis']} basis the edge's mean top-1 power "
                    f"share is {_f3(e)}" + (f", random directions' {_f3(r)}." if _num(r) is not None else "."))
+    return out
+
+
+def _validation_sentences(f: Facts) -> list[str]:
+    """The validation loss and its lag coupling with R, when the run has them."""
+    out: list[str] = []
+    if f.val_column is None:
+        return out
+    out.append(f"Validation loss ({f.val_column}): {f.val_first:.4g} at the first evaluation, {f.val_last:.4g} at the "
+               f"last, lowest {f.val_min:.4g} at step {f.val_min_step}.")
+    c = f.coupling
+    if c is None:
+        if f.coupling_note:
+            out.append(f.coupling_note[0].upper() + f.coupling_note[1:] + ".")
+        return out
+    lag, r = c.get("peak_lag"), _num(c.get("peak_r"))
+    if lag is None or r is None:
+        out.append(f"The lag correlation of R with {f.val_column} could not be computed ({c.get('n')} aligned points).")
+        return out
+    who = ("R leads the loss" if lag > 0 else "the loss leads R" if lag < 0 else "no lead either way")
+    p = _num(c.get("p_perm"))
+    steps = f" ≈ {abs(lag) * f.spacing:g} steps" if f.spacing and lag else ""
+    out.append(f"Coupling: detrended R and {f.val_column} are most anti-correlated at lag {lag:+d} sample"
+               f"{'s' if abs(lag) != 1 else ''} of R{steps} (r = {r:.2f}; {who}; circular-shift p = "
+               + (f"{p:.3f}" if p is not None else "–") + f", {c.get('n')} aligned points).")
+    ph = [x for x in c.get("phases") or [] if x.get("n", 0) >= 3 and x.get("r") is not None]
+    if ph:
+        out.append("Lag-0 correlation of R with the loss within each phase: "
+                   + ", ".join(f"{x['phase']} r = {x['r']:.2f} (n = {x['n']})" for x in ph) + ".")
     return out
 
 
@@ -384,12 +468,16 @@ def summary_caveats(f: Facts) -> list[str]:
         out.append(f"Phases: {f.phases['method']}.")
     if f.defect_records or f.alarm_steps or f.warning_step is not None:
         out.append(DEFECT_CAVEAT)
-    if f.g23_peak_step is not None:
+    if f.g23_peak_step is not None and f.grokking:
         out.append("In the papers, g23 peaks and falls before grokking in 12/12 runs with weight decay but also in "
                    "1/12 controls: a fall is evidence, not proof.")
     if f.grok_step is not None and f.grok_source.startswith("first"):
         out.append(f"The grok step here is the first evaluation with test accuracy ≥ {GROK_ACC:g}; "
                    "the papers' stricter rule (≥ 0.98 three times) gives a later step.")
+    if f.coupling is not None:
+        out.append("Coupling lags count samples of R (one window per sample), not optimizer steps; both series are detrended by a "
+                   f"degree-{f.coupling.get('degree')} polynomial first, and the p-value is a circular-shift "
+                   f"permutation test ({f.coupling.get('n_perm')} shifts). A correlation, not a cause.")
     if f.sketch and f.sketch != "exact" and not f.jl_windows:
         out.append(f"The spectra come from a random projection ({f.sketch}); its error is not measured in this input.")
     return out

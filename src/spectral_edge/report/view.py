@@ -21,7 +21,7 @@ import numpy as np
 from ..analysis.phases import PhaseConfig
 from ..io.run import RunData
 from ..detectors.onset import OnsetParams, OnsetTracker, onset_index
-from ..detectors.signals import GROK_THRESHOLD
+from ..detectors.signals import GROK_THRESHOLD, accuracy_key
 
 #: test accuracy at which a run counts as grokked when summary.json gives no grok step (METHODS §6);
 #: the threshold of the one grok-step rule, :func:`spectral_edge.detectors.signals.grok_step`
@@ -61,6 +61,10 @@ class PhaseSpans:
     threshold: float | None = None  # the R level that bounds the plateau, when the rule has one
     collapse_event_step: int | None = None  # first step after the peak with R < collapse_tau
     collapse_tau: float = 1.20
+    #: Spearman ρ(step, R) inside the plateau span, and whether that is flat (|ρ| < PHASES.flat_rho);
+    #: None when there are too few windows in the span to tell
+    trend: float | None = None
+    flat: bool | None = None
 
     @property
     def has_rise(self) -> bool:
@@ -76,7 +80,7 @@ class PhaseSpans:
                 "rise": [self.first_step, self.plateau_start] if self.has_rise else None,
                 "collapse": [self.plateau_end, self.last_step] if self.has_collapse else None,
                 "threshold": self.threshold, "collapse_event_step": self.collapse_event_step,
-                "collapse_tau": self.collapse_tau}
+                "collapse_tau": self.collapse_tau, "plateau_trend": self.trend, "plateau_flat": self.flat}
 
 
 @dataclass(frozen=True)
@@ -145,11 +149,28 @@ class RunView:
     notes: tuple[str, ...] = ()
     modes: ModesView | None = None  # functional modes (a modular run that kept snapshots)
     modes_error: str | None = None  # why the modes of such a run could not be shown (a damaged file…)
+    #: the lag coupling of R with the validation loss (:class:`spectral_edge.analysis.coupling.CouplingResult`)
+    coupling: Any = None
+    coupling_note: str | None = None  # why there is no coupling (no validation loss, too few points…)
+
+    @property
+    def grokking(self) -> bool:
+        """Whether the page is about grokking: the run has an accuracy to grok (a test/validation
+        accuracy column, :data:`~spectral_edge.detectors.signals.ACC_KEYS`) or ``summary.json``
+        records a grok step. A language-model or regression run without accuracy gets no grokking
+        rows, captions or caveats."""
+        return accuracy_key(self.evals) is not None or "grok_step" in self.data.summary
 
     @property
     def source(self) -> Path:
         """The run folder or input file."""
         return self.data.path
+
+    @property
+    def setup(self):
+        """How the spectra were made (:class:`spectral_edge.io.run.RunSetup`): sketch, cadence,
+        parameter count, tensor selection — one record, whichever input the report is built from."""
+        return self.data.setup
 
     @property
     def files(self) -> Mapping[str, Path]:
@@ -158,7 +179,7 @@ class RunView:
 
     @property
     def meta(self) -> Mapping[str, Any]:
-        """The history's meta row (empty for tables)."""
+        """The history's meta row, or a parquet table's metadata (empty when there is none)."""
         return shown_meta(self.data)
 
     @property
@@ -178,8 +199,8 @@ class RunView:
 
 
 def shown_meta(data: RunData) -> Mapping[str, Any]:
-    """The meta row of a history (a report reads no metadata from tables)."""
-    return data.meta if data.kind == "history" else {}
+    """The meta row of a history, or the metadata a parquet table carries (empty when neither)."""
+    return data.meta
 
 
 def sigma_columns(df, window: int | None) -> list[str]:
@@ -234,4 +255,4 @@ class Section:
 
 
 NAV_NAMES = {"spectrum": "Spectrum", "edge": "Edge & phases", "eval": "Evaluation", "warning": "Early warning",
-             "jl": "JL error", "modes": "Functional modes"}
+             "g23": "g23", "coupling": "Coupling", "jl": "JL error", "modes": "Functional modes"}
