@@ -303,6 +303,57 @@ def coupling_section(run: RunView, facts: Facts) -> Section | None:
     return Section("coupling", title, caption=caption, svg=svg, table=table)
 
 
+_BACKBONE_LINES = {"fraction": "share of the latest drift along the backbone",
+                   "mean_fraction": "the same, averaged over the window's drifts",
+                   "update_align": "|cos| of the last update with the backbone",
+                   "grad_align": "|cos| of the gradient with the backbone",
+                   "rotation": "|cos| of the backbone with the previous probe's"}
+
+
+def backbone_section(run: RunView, facts: Facts) -> Section | None:
+    """The backbone probe (METHODS §6): how much of the displacement lies along one direction,
+    and how the updates and gradients align with it (a run with the probe)."""
+    b = run.backbone
+    if b is None:
+        return None
+    title = "Backbone: the dominant direction of the drift"
+    top = [c for c in ("fraction", "mean_fraction") if c in b.columns and any_finite(b[c].to_numpy(float))]
+    low = [c for c in ("update_align", "grad_align", "rotation") if c in b.columns and any_finite(b[c].to_numpy(float))]
+    if not top and not low:
+        return Section("backbone", title, note="The backbone probe recorded no value yet (it needs two states).")
+    said: list[str] = []
+    band: list[bool] = []
+
+    def draw():
+        panels = [p for p in (top, low) if p]
+        fig, axes = new_figure(len(panels), height=2.1)
+        for ax, cols in zip(axes, panels):
+            for c in cols:
+                x, y = thin(*column(b, c))
+                ok = np.isfinite(y)
+                ax.plot(x[ok], y[ok], lw=1.4, ls="-" if c in ("fraction", "update_align") else "--",
+                        label=c.replace("_", " "), **point_marker(int(ok.sum())))
+            if cols is top:
+                ax.axhspan(0.6, 0.8, color="#e8f1e4", zorder=0, lw=0, label="papers: 60–80%")
+                band.append(True)
+                ax.set_ylabel("share")
+            else:
+                ax.set_ylabel("|cos|")
+            ax.set_ylim(0, 1.05)
+            said.extend(draw_marks(ax, run, label=ax is axes[0]))
+            ax.legend(loc="best", fontsize=7)
+        axes[-1].set_xlabel("step")
+        share_x(fig.axes, [run])
+        return fig
+
+    svg = render(draw, title, "backbone")
+    caption = ("The backbone is the top singular direction of the (unit-normalised) drifts θ_t − θ_ref kept by the "
+               "probe. Lines: " + "; ".join(f"{c.replace('_', ' ')} ({_BACKBONE_LINES[c]})" for c in top + low) + "."
+               + (" The green band is the papers' 60–80% for language models trained with AdamW." if band else "")
+               + marks_sentence(said))
+    return Section("backbone", title, caption=caption, svg=svg)
+
+
 def jl_section(run: RunView, facts: Facts) -> Section:
     title = "Random-projection (JL) error of the gap ratio"
     if run.jl is None or not len(run.jl):
@@ -379,6 +430,7 @@ RUN_FIGURES: dict[str, Callable[[RunView, Facts], Section | None]] = {
     "eval": eval_section,
     "warning": warning_section,
     "coupling": coupling_section,
+    "backbone": backbone_section,
     "jl": jl_section,
     "modes": modes_section,
 }

@@ -192,6 +192,9 @@ def key_numbers(f: Facts) -> list[tuple[str, Any]]:
         c = f.coupling or {}
         rows.append(("coupling: peak lag, r", None if c.get("peak_lag") is None else
                      f"{c['peak_lag']:+d} samples of R, r = {c['peak_r']:.2f} (p = {_fmt(c.get('p_perm'))})"))
+    if f.backbone_last is not None:
+        rows.append(("backbone share", f"{100 * f.backbone_last:.0f}% at step {f.backbone_last_step} "
+                     f"({100 * f.backbone_min:.0f}–{100 * f.backbone_max:.0f}% over {f.backbone_probes} probes)"))
     if f.grokking:
         lead = None if f.lead is None else f"{f.lead} steps" + (" (before grokking)" if f.lead > 0 else "")
         rows += [("grok step", f.grok_step if f.grok_step is not None else f.grok_source),

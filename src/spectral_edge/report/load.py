@@ -148,6 +148,22 @@ def _defect(probes, evals):
     return _empty(("step", "defect"))
 
 
+BACKBONE_COLUMNS = ("fraction", "mean_fraction", "pc1_pct", "rotation", "grad_align", "update_align")
+
+
+def _backbone(probes):
+    """The backbone probe's rows (:mod:`spectral_edge.probes.backbone`) by step, or None."""
+    if probes is None or not len(probes) or "probe" not in probes.columns:
+        return None
+    rows = probes[probes["probe"].astype(str) == "backbone"]
+    cols = [c for c in BACKBONE_COLUMNS if c in rows.columns]
+    if not len(rows) or not cols:
+        return None
+    rows = _numeric(rows[["step", *cols]])
+    rows = rows[rows[cols].notna().any(axis=1)]
+    return _by_step(rows) if len(rows) else None
+
+
 def _alarms(events) -> tuple[tuple[Alarm, ...], int]:
     if events is None or not len(events) or "event" not in events.columns:
         return (), 0
@@ -412,5 +428,9 @@ def load_view(source: str | Path, window: int | None = None, group: str = "all",
                    kstar_rule=rule, sketch=sketch, evals=evals, defect=defect, alarms=alarms, nonfinite=nonfinite,
                    grok_step=grok_step, grok_source=grok_source, warning_step=warning_step,
                    warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, notes=tuple(notes),
-                   coupling=coupling, coupling_note=coupling_note)
+                   coupling=coupling, coupling_note=coupling_note, backbone=_backbone(probes))
+    if not view.grokking and view.grok_step is not None:  # e.g. summary.json of a language-model run
+        from dataclasses import replace
+
+        view = replace(view, grok_step=None, grok_source="not a grokking run (a language model's accuracy does not grok)")
     return load_modes(view) if modes else view

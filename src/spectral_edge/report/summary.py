@@ -29,6 +29,8 @@ RULE_TEXT = {
 }
 #: the language-model paper's bound on the gap-ratio error at d = 10·W (METHODS §3)
 JL_CLAIM = 0.057
+#: the papers' backbone share of the displacement for language models with AdamW (METHODS §6)
+BACKBONE_CLAIM = "60–80%"
 DEFECT_CAVEAT = ("The defect onset is necessary but not sufficient for grokking: in the authors' own runs, "
                  "operations that never grok also cross it (around step 2000), so an alarm means "
                  "'look here', not 'this run will grok'.")
@@ -94,6 +96,12 @@ class Facts:
     val_min_step: int | None = None
     coupling: dict[str, Any] | None = None
     coupling_note: str | None = None
+    # the backbone probe: share of the displacement along the backbone at the last probe, and its range
+    backbone_probes: int = 0
+    backbone_last: float | None = None
+    backbone_last_step: int | None = None
+    backbone_min: float | None = None
+    backbone_max: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,8 +168,21 @@ def summary_facts(run: RunView) -> Facts:
         modes=modes_facts(run), grokking=run.grokking, every=_plain(run.setup.every), spacing=run.setup.spacing,
         n_parameters=run.setup.n_parameters, tensors=run.setup.selection_text,
         config_recorded_in=run.setup.recorded_in, **_validation_facts(run), coupling=coupling_facts(run.coupling),
-        coupling_note=run.coupling_note,
+        coupling_note=run.coupling_note, **_backbone_facts(run),
     )
+
+
+def _backbone_facts(run: RunView) -> dict[str, Any]:
+    """The backbone probe's ``fraction`` (a²/‖Δθ‖² of the latest drift): last value and range."""
+    b = run.backbone
+    if b is None or "fraction" not in b.columns:
+        return {}
+    f = b[["step", "fraction"]].dropna()
+    if not len(f):
+        return {}
+    v = f["fraction"].to_numpy(float)
+    return {"backbone_probes": int(len(f)), "backbone_last": float(v[-1]), "backbone_last_step": int(f["step"].iloc[-1]),
+            "backbone_min": float(v.min()), "backbone_max": float(v.max())}
 
 
 def _plain(v: Any) -> Any:
@@ -405,6 +426,10 @@ def summary_sentences(f: Facts) -> list[str]:
         else:
             out.append(f"g23 = σ_2² − σ_3² peaks at step {f.g23_peak_step} and does not fall markedly afterwards.")
     out += _validation_sentences(f)
+    if f.backbone_last is not None:
+        out.append(f"Backbone: the top direction of the drift from the reference holds {_pct(f.backbone_last)} of the "
+                   f"displacement at step {f.backbone_last_step} ({_pct(f.backbone_min)}–{_pct(f.backbone_max)} over "
+                   f"{f.backbone_probes} probes; the papers: {BACKBONE_CLAIM} for language models trained with AdamW).")
     if f.jl_windows:
         out.append(f"JL error of the gap ratio against the exact reference: median {100 * f.jl_median:.1f}%, "
                    f"max {100 * f.jl_max:.1f}% over {f.jl_windows} windows.")

@@ -152,13 +152,18 @@ class RunView:
     #: the lag coupling of R with the validation loss (:class:`spectral_edge.analysis.coupling.CouplingResult`)
     coupling: Any = None
     coupling_note: str | None = None  # why there is no coupling (no validation loss, too few points…)
+    #: the backbone probe's rows (step, fraction, mean_fraction, pc1_pct, rotation, grad_align, update_align), or None
+    backbone: Any = None
 
     @property
     def grokking(self) -> bool:
         """Whether the page is about grokking: the run has an accuracy to grok (a test/validation
         accuracy column, :data:`~spectral_edge.detectors.signals.ACC_KEYS`) or ``summary.json``
         records a grok step. A language-model or regression run without accuracy gets no grokking
-        rows, captions or caveats."""
+        rows, captions or caveats, and neither does a language-model run of the experiment runner
+        (task ``lm``), whose next-token accuracy has no grokking jump."""
+        if (self.data.config or {}).get("task") == "lm" or (self.data.summary or {}).get("task") == "lm":
+            return False  # a language model's token accuracy is not a grokking event
         return accuracy_key(self.evals) is not None or "grok_step" in self.data.summary
 
     @property
@@ -255,4 +260,4 @@ class Section:
 
 
 NAV_NAMES = {"spectrum": "Spectrum", "edge": "Edge & phases", "eval": "Evaluation", "warning": "Early warning",
-             "g23": "g23", "coupling": "Coupling", "jl": "JL error", "modes": "Functional modes"}
+             "g23": "g23", "coupling": "Coupling", "backbone": "Backbone", "jl": "JL error", "modes": "Functional modes"}
