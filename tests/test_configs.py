@@ -31,4 +31,13 @@ def test_config_matches_the_suite_run(file, expected):
 
 
 def test_every_shipped_config_is_tested():
-    assert {p.name for p in CONFIGS.glob("*.toml")} == {"modular-add.toml", "dyck.toml", "scan.toml", "lm-tiny.toml"}
+    assert {p.name for p in CONFIGS.glob("*.toml")} == {"modular-add.toml", "dyck.toml", "scan.toml", "lm-tiny.toml",
+                                                        "lm-small.toml"}
+
+
+def test_lm_small_is_lm_tiny_made_smaller():
+    """configs/lm-small.toml (the README's language-model report picture) differs from lm-tiny.toml
+    only in size, length and cadence."""
+    small, tiny = (RunConfig.from_file(CONFIGS / f).to_dict() for f in ("lm-small.toml", "lm-tiny.toml"))
+    assert {k for k in tiny if tiny[k] != small[k]} == {"steps", "warmup_steps", "eval_every", "every", "model", "probes"}
+    assert small["model"] == {"n_layer": 2, "d_model": 64, "n_head": 2} and small["steps"] == 800
