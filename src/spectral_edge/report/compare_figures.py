@@ -31,6 +31,11 @@ def _style_legend(ax: Any, styles: Sequence[tuple[str, str]]) -> None:
     ax.legend(handles, [t for _, t in styles], loc="best", fontsize=7)
 
 
+def _grokked(items: Sequence[tuple[int, RunView]]) -> str:
+    """The labels of the runs whose grok step a figure draws ('' when none)."""
+    return ", ".join(r.label for _, r in items if r.grok_step is not None)
+
+
 def compare_spectrum(runs: Sequence[RunView]) -> Section:
     title = "Singular values σ1, σ2 and σ_W, per run"
     usable = [(i, r) for i, r in enumerate(runs) if r.sigma_columns and any_finite(*[r.sed[c].to_numpy(float) for c in r.sigma_columns])]
@@ -94,9 +99,10 @@ def compare_edge(runs: Sequence[RunView]) -> Section:
         share_x(fig.axes, runs)
         return fig
 
-    caption = ("Top: k* of each run. Bottom: the gap ratio R; stars mark each run's peak, dashed lines each run's grok "
-               "step. In the papers R sits lower with weight decay (≈1.4) than without (≈2.8), and k* depends on the "
-               "optimizer (Muon 1, AdamW 2).")
+    grokked = _grokked(usable)
+    caption = ("Top: k* of each run. Bottom: the gap ratio R; stars mark each run's peak"
+               + (f", dashed lines the grok step of {grokked}" if grokked else "") + ". In the papers R sits lower with "
+               "weight decay (≈1.4) than without (≈2.8), and k* depends on the optimizer (Muon 1, AdamW 2).")
     return Section("edge", title, caption=caption, svg=render(draw, title, "edge"))
 
 
@@ -123,19 +129,23 @@ def compare_eval(runs: Sequence[RunView]) -> Section:
                 if r.grok_step is not None:
                     ax.axvline(r.grok_step, color=run_color(i), ls="--", lw=0.9, alpha=0.7)
             if kind == "acc":
-                ax.axhline(GROK_ACC, color="#999", ls=":", lw=0.9)
+                if any(r.grokking for r in runs):
+                    ax.axhline(GROK_ACC, color="#999", ls=":", lw=0.9)
                 ax.set_ylabel("accuracy")
             else:
                 log_if_positive(ax, *arrays)
                 ax.set_ylabel("loss")
-            _style_legend(ax, [("--", "train"), ("-", "test")])
+            _style_legend(ax, [("--", "train"), ("-", "evaluation")])
         _run_legend(fig, runs)
         axes[-1].set_xlabel("step")
         share_x(fig.axes, runs)
         return fig
 
-    caption = ("Training (dashed) and test (solid) accuracy and loss, one colour per run; vertical dashed lines: each "
-               f"run's grok step; dotted: accuracy {GROK_ACC:g}.")
+    grokked = _grokked([(i, r) for i, r, _, _ in cols])
+    what = " and ".join(k for k, ok in (("accuracy", has_acc), ("loss", has_loss)) if ok)
+    caption = (f"Training (dashed) and evaluation (solid) {what}, one colour per run"
+               + (f"; vertical dashed lines: the grok step of {grokked}" if grokked else "")
+               + (f"; dotted: accuracy {GROK_ACC:g}" if has_acc and any(r.grokking for r in runs) else "") + ".")
     return Section("eval", title, caption=caption, svg=render(draw, title, "eval"))
 
 
@@ -169,8 +179,14 @@ def compare_warning(runs: Sequence[RunView]) -> Section:
         share_x(fig.axes, runs)
         return fig
 
-    caption = ("The commutator defect and g23 of each run; triangles at the top: alarms, dashed lines: grok steps, one "
-               "colour per run. The defect onset is necessary, not sufficient: non-grokking runs also cross it.")
+    shown = {i: r for i, r in have_d + have_g}
+    grokked = _grokked(list(shown.items()))
+    alarmed = [r.label for r in shown.values() if r.alarms]
+    caption = (" and ".join(n for n, ok in (("The commutator defect", have_d), ("g23", have_g)) if ok)
+               + " of each run, one colour per run"
+               + (f"; triangles at the top: the alarms of {', '.join(alarmed)}" if alarmed else "")
+               + (f"; dashed lines: the grok step of {grokked}" if grokked else "") + "."
+               + (" The defect onset is necessary, not sufficient: non-grokking runs also cross it." if have_d else ""))
     return Section("warning", title, caption=caption, svg=render(draw, title, "warning"))
 
 
