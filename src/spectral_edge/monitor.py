@@ -7,9 +7,11 @@
     ...                                   # train as usual; mon.log(loss=..., val_loss=...)
     handle.remove(); mon.close()
 
-On every ``every``-th optimizer step the monitor sketches the selected parameters (one pass,
-d numbers kept per sample), updates its windows, computes the spectrum of each window and
-streams a typed row to the history file and the loggers. It reads parameters and gradients
+On the optimizer steps its cadence chooses (every ``every``-th step, or a schedule such as
+``every=[(2000, 10), (None, 100)]``; see :mod:`spectral_edge.stream.cadence`) the monitor
+sketches the selected parameters (one pass, d numbers kept per sample), updates its windows,
+computes the spectrum of each window and streams a typed row to the history file and the
+loggers. It reads parameters and gradients
 without changing them, never touches an RNG, and its state resumes bit-identically
 (``state_dict()`` / ``load_state_dict()``).
 
@@ -57,6 +59,7 @@ from .io.history import HistoryWriter
 from .probes.base import Probe, ProbeContext
 from .selection import Selection, normalize_name
 from .stream.analyzer import AnalysisConfig, Row, TrajectoryAnalyzer, default_sketch
+from .stream.cadence import Cadence, CadenceSpec
 from .stream.sampler import Item
 from .stream.sharding import allreduce_sketches, dtensor_pieces, is_dtensor
 
@@ -98,8 +101,17 @@ class Monitor:
     model: an ``nn.Module`` or an iterable of ``(name, parameter)`` pairs. Tied parameters
         count once; only parameters with ``requires_grad`` are watched.
     windows: window sizes W (rows for each; one pairwise matrix serves all).
-    every: sample every this many optimizer steps (the papers: 100 for modular arithmetic,
-        200 for language models).
+    every: when to sample: every this many optimizer steps (the papers: 100 for modular
+        arithmetic, 200 for language models), a schedule of ``(until_step, every)`` pairs
+        (``[(2000, 10), (None, 100)]``: steps 0, 10, …, 1990, then 2000, 2100, …; ``until`` is
+        exclusive and each entry samples its first step), or a callable ``step -> bool``
+        (see :mod:`spectral_edge.stream.cadence`). A window is W consecutive *samples*,
+        whatever their spacing: across a schedule's boundary it mixes updates over different
+        numbers of steps (a 100-step update is typically ~10× a 10-step one and dominates the
+        spectrum). Each row records ``sample_spacing`` (steps since the previous sample) and
+        ``step_first`` (the first step its window spans), and the history's meta row the
+        cadence (``every``: the int, the schedule as lists, or ``"callable <name>"``). The
+        sample at ``start_step`` (``sample_initial``) is taken whatever the cadence says.
     sketch: a :class:`SketchSpec`, a family name, or ``"auto"`` (exact for small models,
         fold with d = 10·W otherwise). The exact window is saved whole in ``state_dict()``,
         about 24× the model's float32 weights at W = 10 (see the module docs for the numbers
@@ -125,7 +137,7 @@ class Monitor:
         model: torch.nn.Module | Iterable[tuple[str, torch.nn.Parameter]],
         *,
         windows: Sequence[int] = (10,),
-        every: int = 100,
+        every: CadenceSpec = 100,
         sketch: SketchSpec | str = "auto",
         selection: Selection | None = None,
         kstar_rule: str = "floor",
@@ -142,8 +154,7 @@ class Monitor:
         log_lr: bool = True,
         keep_rows: bool = True,
     ):
-        if int(every) < 1:
-            raise ConfigError(f"every must be ≥ 1 optimizer step, got {every}")
+        cadence = Cadence(every)
         if on_nonfinite not in ("warn", "raise"):
             raise ConfigError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")
         self.model = model if isinstance(model, torch.nn.Module) else None
@@ -160,7 +171,9 @@ class Monitor:
             self._params[name] = p
         if not self._params:
             raise ConfigError("the model has no trainable parameters to monitor")
-        self.every = int(every)
+        #: the cadence as given (an int stays an int); :attr:`cadence` answers for a step
+        self.every = cadence.period if cadence.period is not None else every
+        self.cadence = cadence
         self.gradients = bool(gradients)
         self.on_nonfinite = on_nonfinite
         self.loggers = list(loggers)
@@ -318,7 +331,7 @@ class Monitor:
         samples on the cadence, runs due probes; returns the rows written."""
         self.global_step = self.global_step + 1 if step is None else int(step)
         rows: list[Row] = []
-        if self.global_step % self.every == 0:
+        if self.cadence(self.global_step):
             rows += self._sample(self.global_step)
         for probe in self.probes:
             if probe.should_run(self.global_step):
@@ -340,7 +353,7 @@ class Monitor:
         """Call just before optimizer step ``step`` (default: the next one) is applied: samples
         the gradient stream when that step is on the cadence. :meth:`attach` does it for you."""
         step = self.global_step + 1 if step is None else int(step)
-        if self.grads is not None and step % self.every == 0:
+        if self.grads is not None and self.cadence(step):
             return self.sample_gradients(step)
         return []
 
@@ -368,10 +381,38 @@ class Monitor:
         clean = {k: (float(v.item()) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
         self._record([{"kind": "log", "step": step, **clean}])
 
+    def record_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, float]:
+        """Record a training framework's logged metrics (a Trainer's loss, validation metrics…)
+        as one ``log`` row at ``step`` (default: now); the framework callbacks use it. A tensor
+        of one element or a numpy scalar becomes a float; what is not a number (text, booleans,
+        larger tensors) is left out; a NaN or infinite value is left out too, with one
+        ``nonfinite_metric`` event naming the metric. Returns the metrics recorded."""
+        step = self.global_step if step is None else int(step)
+        clean: dict[str, float] = {}
+        events: list[Row] = []
+        for k, v in metrics.items():
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1:
+                    continue
+                v = v.detach().item()
+            elif hasattr(v, "item") and getattr(v, "ndim", None) == 0:
+                v = v.item()  # a numpy scalar
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if not math.isfinite(v):
+                events.append({"kind": "event", "step": step, "event": "nonfinite_metric", "metric": k,
+                               "message": f"step {step}: the logged metric {k} is {v}; not recorded"})
+                continue
+            clean[k] = float(v)
+        if clean:
+            self._record([{"kind": "log", "step": step, **clean}])
+        self._record(events)
+        return clean
+
     def _open_history(self, mode: str) -> None:
         if self._history is None and self._history_path is not None and self.is_recorder:
             meta = {"library": "spectral-edge", "version": __version__, "config": self.config.to_dict(),
-                    "every": self.every, "gradients": self.gradients, "n_parameters": self.n_parameters,
+                    "every": self.cadence.record(), "gradients": self.gradients, "n_parameters": self.n_parameters,
                     "groups": self.updates.groups, "distributed": self.mode}
             self._history = HistoryWriter(self._history_path, meta, mode=mode)
             self._history_started = True
@@ -410,7 +451,7 @@ class Monitor:
         return {
             "version": STATE_VERSION,
             "global_step": self.global_step,
-            "every": self.every,
+            "every": self.cadence.record(),
             "updates": self.updates.state_dict(),
             "grads": None if self.grads is None else self.grads.state_dict(),
             "probes": {p.name: p.state_dict() for p in self.probes},
@@ -422,8 +463,11 @@ class Monitor:
         saved step by the interrupted run are dropped, so the file matches an uninterrupted run."""
         if state.get("version") != STATE_VERSION:
             raise StateError(f"monitor state version {state.get('version')} is not {STATE_VERSION}")
-        if int(state["every"]) != self.every:
-            raise StateError(f"the saved monitor sampled every {state['every']} steps, this one every {self.every}")
+        if not self.cadence.matches(state["every"]):
+            saved = state["every"]
+            was = f"every {saved} steps" if isinstance(saved, int) else f"with every = {saved!r}"
+            raise StateError(f"the saved monitor sampled {was}, this one {self.cadence.describe()} "
+                             "(pass the same every to resume)")
         try:
             self.updates.load_state_dict(state["updates"])
         except StateError as e:

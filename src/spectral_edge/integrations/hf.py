@@ -21,7 +21,8 @@ Which Trainer events are used, and why (checked against transformers 5.x ``Train
   taken) and before the Trainer's own logging of that step: with ``trainer_log`` (the
   default) the monitor's scalars of the step go to the Trainer's dashboards (below).
 - ``on_log``: the Trainer's logs (``learning_rate`` → ``lr``, ``loss``, ``grad_norm``,
-  ``eval_*``) are recorded as ``log`` rows at ``state.global_step``.
+  ``eval_*``) are recorded as ``log`` rows at ``state.global_step`` (``record_metrics=False``
+  keeps all but the learning rate out; a non-finite value becomes a ``nonfinite_metric`` event).
 - ``on_save``: fires after ``checkpoint-<global_step>`` is written; the monitor state goes
   next to it as ``spectral_edge_monitor.pt`` (plain tensors and numbers: loads with
   ``torch.load(..., weights_only=True)``).
@@ -103,12 +104,16 @@ class SpectralEdgeCallback(TrainerCallback):
     loggers: metric sinks (``log_metrics(metrics, step)``), used on world process zero only.
         ``history`` and ``loggers`` are ignored when ``monitor`` is given (it has its own).
     log_lr: record the Trainer's ``learning_rate`` as ``lr`` in the ``log`` rows.
+    record_metrics: record the Trainer's other logs (``loss``, ``grad_norm``, ``eval_*``) in the
+        ``log`` rows, at the step they are logged (a NaN or infinite value is left out, with a
+        ``nonfinite_metric`` event; see :meth:`~spectral_edge.monitor.Monitor.record_metrics`).
     trainer_log: send the monitor's scalars of each sampled step to the Trainer's logging at
         that step (``state.log_history`` and every ``report_to`` integration; see the module
         docs). On by default.
     resume_from: checkpoint folder to restore the monitor from (default: found, see module docs).
-    monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every``, ``sketch``,
-        ``gradients``, ``selection``…).
+    monitor_kwargs: passed to :class:`Monitor` (``windows``, ``every`` — an int, a schedule
+        such as ``[(2000, 10), (None, 100)]`` or a callable, counted in optimizer steps —,
+        ``sketch``, ``gradients``, ``selection``…).
 
     Checkpoint size: the monitor's state goes into every checkpoint
     (``checkpoint-<step>/spectral_edge_monitor.pt``). With the default ``sketch="auto"``, a
@@ -128,6 +133,7 @@ class SpectralEdgeCallback(TrainerCallback):
         history: str | os.PathLike[str] | None = "auto",
         loggers: Sequence[Any] = (),
         log_lr: bool = True,
+        record_metrics: bool = True,
         trainer_log: bool = True,
         resume_from: str | os.PathLike[str] | None = None,
         **monitor_kwargs: Any,
@@ -139,6 +145,7 @@ class SpectralEdgeCallback(TrainerCallback):
         self.history = history
         self.loggers = list(loggers)
         self.log_lr = log_lr
+        self.record_metrics = record_metrics
         self.trainer_log = trainer_log
         self.resume_from = resume_from
         self.monitor_kwargs = monitor_kwargs
@@ -250,10 +257,10 @@ class SpectralEdgeCallback(TrainerCallback):
         mon = self.monitor
         if mon is None or not logs or not state.is_world_process_zero:
             return
-        metrics = {_LOG_KEYS.get(k, k): v for k, v in logs.items()
-                   if (k in _LOG_KEYS or k.startswith("eval_")) and _is_number(v)
-                   and (self.log_lr or k != "learning_rate")}
-        mon.log(step=state.global_step, **metrics)
+        wanted = [k for k in logs if (self.log_lr if k == "learning_rate" else self.record_metrics
+                                      and (k in _LOG_KEYS or k.startswith("eval_")))]
+        metrics = {_LOG_KEYS.get(k, k): logs[k] for k in wanted if _is_number(logs[k])}
+        mon.record_metrics(metrics, step=state.global_step)
 
     # ------------------------------------------------------------------ checkpoints & end
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,

@@ -60,7 +60,7 @@ HISTORY_NAMES: tuple[str, ...] = ("history.jsonl", "spectral_edge_history.jsonl"
 TABLE_NAMES: tuple[str, ...] = ("metrics.parquet", "metrics.csv", "metrics.jsonl")
 #: files read beside the history or table: key in :attr:`RunData.files` → file name
 SIDE_FILES: tuple[tuple[str, str], ...] = (("eval", "eval.csv"), ("summary", "summary.json"), ("config", "config.json"))
-NON_METRIC: frozenset[str] = frozenset({"kind", "step", "step_first", "group", "window", "k_star_rule"})
+NON_METRIC: frozenset[str] = frozenset({"kind", "step", "step_first", "sample_spacing", "group", "window", "k_star_rule"})
 
 
 @dataclass(frozen=True, eq=False)

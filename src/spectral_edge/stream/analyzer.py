@@ -177,14 +177,17 @@ class TrajectoryAnalyzer:
         return self.push_sketches(step, self.sketch(tensors))
 
     def rows(self) -> list[Row]:
-        """Rows (one per group and W) for the windows ending at the newest sample."""
+        """Rows (one per group and W) for the windows ending at the newest sample: ``step``,
+        ``step_first`` (the first step the window spans), ``sample_spacing`` (steps since the
+        previous sample; samples may be unevenly spaced) and the window's statistics."""
         out: list[Row] = []
         for g, w in self.windows.items():
             for W in self.config.windows:
                 if not w.ready(W):
                     continue
                 st = w.compute(W, self.config.kstar_rule)
-                row: Row = {"step": w.step(0), "step_first": w.step(W if w.difference else W - 1), "group": g}
+                row: Row = {"step": w.step(0), "step_first": w.step(W if w.difference else W - 1), "group": g,
+                            "sample_spacing": w.step(0) - w.step(1) if w.n_samples >= 2 else None}
                 row.update(st.to_dict())
                 out.append(row)
         return out
