@@ -47,7 +47,7 @@ def browser():
     pw.stop()
 
 
-def _open(browser, html: Path) -> dict:
+def _open(browser, html: Path, screenshot: Path | None = None) -> dict:
     """Load a page; return its console errors, non-file requests and figure boxes."""
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     errors: list[str] = []
@@ -64,6 +64,8 @@ def _open(browser, html: Path) -> dict:
     })""")
     notes = page.evaluate("() => [...document.querySelectorAll('p.note')].map(p => p.textContent)")
     title = page.title()
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
     page.close()
     return {"errors": errors, "requests": requests, "boxes": boxes, "notes": notes, "title": title}
 
@@ -91,3 +93,21 @@ def test_degenerate_page_and_comparison_render(browser, tmp_path):
     res = _open(browser, build_comparison([a, b], labels="wd 1,wd 0", out=tmp_path / "c.html"))
     assert res["errors"] == [] and res["requests"] == []
     assert len(res["boxes"]) == 4 and all(b["w"] > 300 and b["h"] > 100 for b in res["boxes"])
+
+
+@pytest.mark.parametrize("kind", ["hf-lm", "lightning", "plain", "grokking"])
+def test_each_kind_of_real_run_renders_and_is_screenshotted(browser, tmp_path, kind):
+    """The pages of the four real kinds of run (tests/test_report_kinds.py) in Chromium: no
+    error, no request, every figure drawn at a readable size, and a full-page screenshot."""
+    from test_report_kinds import KINDS
+
+    page = build_report(KINDS[kind](tmp_path / "run"))
+    shot = tmp_path / f"{kind}.png"
+    res = _open(browser, page, screenshot=shot)
+    assert res["errors"] == [] and res["requests"] == []
+    sections = [b["section"] for b in res["boxes"]]
+    assert {"fig-spectrum", "fig-edge", "fig-eval", "fig-coupling"} <= set(sections), sections
+    assert ("fig-warning" in sections) == (kind == "grokking") and ("fig-g23" in sections) == (kind != "grokking")
+    for b in res["boxes"]:
+        assert b["w"] > 300 and b["h"] > 100 and b["paths"] > 3, b
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
