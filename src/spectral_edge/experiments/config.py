@@ -98,9 +98,9 @@ def _task_parts(task: str) -> tuple[type, Any, tuple[str, ...]]:
         return Seq2SeqConfig, make_scan, ("seed",)
     if task == "lm":
         from ..models.gpt import GPTConfig
-        from ..tasks.lm import make_story_corpus
+        from ..tasks.lm import make_lm_corpus
 
-        return GPTConfig, make_story_corpus, ("seed",)
+        return GPTConfig, make_lm_corpus, ("seed",)
     from ..models.transformer import TransformerConfig
     from ..tasks import dyck, modular
 

