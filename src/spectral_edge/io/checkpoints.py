@@ -89,8 +89,8 @@ from ._safetensors import SafetensorsEntry, read_bytes, read_header, read_metada
 from ._statedict import pick_state_dict
 from ._torchfile import load_torch_file
 
-__all__ = ["MAX_STEP", "TensorInfo", "CheckpointRef", "CheckpointReader", "discover", "iter_untied", "open_checkpoint",
-           "tied_names"]
+__all__ = ["MAX_STEP", "TensorInfo", "CheckpointRef", "CheckpointReader", "discover", "iter_untied", "name_step",
+           "open_checkpoint", "tied_names", "weights_format"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,20 @@ def _step_of(path: Path, fmt: str) -> int:
     else:
         what = "the name has no number"
     raise CheckpointError(path, f"cannot tell the training step: {what}, and the checkpoint stores none; {_RENAME}")
+
+
+def name_step(name: str, folder: bool = False) -> int | None:
+    """The step a checkpoint's name states (rules 1-2 of the module docs; a file's extension is
+    dropped unless ``folder``), or None; for readers of other stores (:mod:`.remote`)."""
+    return _step_in_name(Path(name), name if folder else os.path.splitext(name)[0])[0]
+
+
+def weights_format(name: str) -> str | None:
+    """``safetensors`` or ``torch`` for a file name :func:`discover` takes as a checkpoint, else None."""
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in _FILE_SUFFIXES or _skipped_name(name) or _HF_MODEL_FILE.fullmatch(name):
+        return None
+    return "safetensors" if ext == ".safetensors" else "torch"
 
 
 def _is_training_state(stem: str) -> bool:
