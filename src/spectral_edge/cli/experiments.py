@@ -15,6 +15,31 @@ OVERWRITE_HELP = "Replace the run already in --out (without it, an existing run 
 RESUME_HELP = ("Continue the killed or interrupted run in --out from its newest run checkpoint "
                "(same config; the result is identical to an uninterrupted run).")
 SAVE_EVERY_HELP = "Write a run checkpoint (out/run_state/, newest 2 kept) every N steps, for --resume; 0: none."
+#: the intervention options of ``grok`` and ``run`` (spectral_edge.interventions; METHODS.md §8)
+INTERVENTION_HELP = ("Steer training from --intervention-start on: kick | noise | project | penalty | keep-sed | "
+                     "remove-sed | keep-random | remove-random (project, penalty, noise and kick need --basis-from).")
+STRENGTH_HELP = ("Strength: s of project/penalty/keep/remove (papers: 0.5; rank-k: 1), the noise norm ε (0.1), the "
+                 "kick's α (10); 0 changes nothing.")
+START_HELP = "First optimizer step the intervention acts on (default 500; the rank-k kinds: 0)."
+BASIS_FROM_HELP = "A finished baseline run folder; its execution basis B (top-2 PCs per attention matrix)."
+
+
+def intervention_table(base: dict[str, Any] | None, kind: Optional[str], strength: Optional[float],
+                       start: Optional[int], basis_from: Optional[Path]) -> dict[str, Any] | None:
+    """The ``[intervention]`` table: ``base`` (a config's) with the flags that were given on top."""
+    given = {k: v for k, v in (("kind", kind), ("strength", strength), ("start", start),
+                               ("basis_from", None if basis_from is None else str(basis_from))) if v is not None}
+    if not given:
+        return base
+    table = {**(base or {}), **given}
+    if "kind" not in table:
+        from ..errors import ConfigError
+
+        flags = ", ".join(f for k, f in (("strength", "--strength"), ("start", "--intervention-start"),
+                                         ("basis_from", "--basis-from")) if k in given)
+        raise ConfigError(f"{flags} need{'s' if len(given) == 1 else ''} --intervention KIND (kick, noise, project, "
+                          "penalty, keep-sed, remove-sed, keep-random, remove-random)")
+    return table
 
 
 def train_progress(quiet: bool):
@@ -78,7 +103,8 @@ def train_and_print(cfg, out: Path, as_json: bool, quiet: bool, *, overwrite: bo
     "  spectral-edge grok --op add --modulus 97 --seed 42 --out runs/add-42\n\n"
     "  spectral-edge grok --op x2xyy2 --steps 12000 --no-early-stop --out runs/control\n\n"
     "  spectral-edge grok --op add --weight-decay 0 --out runs/add-wd0 --json\n\n"
-    "  spectral-edge grok --op add --out runs/add-42 --resume    # after a crash or kill: same flags plus --resume"
+    "  spectral-edge grok --op add --out runs/add-42 --resume    # after a crash or kill: same flags plus --resume\n\n"
+    "  spectral-edge grok --op add --intervention project --strength 0.5 --basis-from runs/add-42 --out runs/proj"
 )
 def grok(
     op: str = typer.Option("add", "--op", help="add | sub | mul | x2y2 | x2xyy2 | x3xy."),
@@ -95,6 +121,10 @@ def grok(
     sketch: str = typer.Option("auto", "--sketch", help="auto | exact | fold | gaussian | countsketch."),
     defect: bool = typer.Option(True, "--defect/--no-defect", help="Run the commutator-defect probe (every 100 steps)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+    intervention: Optional[str] = typer.Option(None, "--intervention", help=INTERVENTION_HELP),
+    strength: Optional[float] = typer.Option(None, "--strength", help=STRENGTH_HELP),
+    intervention_start: Optional[int] = typer.Option(None, "--intervention-start", help=START_HELP),
+    basis_from: Optional[Path] = typer.Option(None, "--basis-from", help=BASIS_FROM_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (summary.json, history.jsonl, eval.csv…)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
@@ -108,7 +138,8 @@ def grok(
     probes = {"defect": {"every": 100}} if defect else {}
     cfg = RunConfig(task="modular", op=op, modulus=modulus, seed=seed, steps=steps, weight_decay=weight_decay,
                     lr=lr, optimizer=optimizer, train_frac=train_frac, early_stop=early_stop, every=every,
-                    windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads)
+                    windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads,
+                    intervention=intervention_table(None, intervention, strength, intervention_start, basis_from))
     _check_op(op)
     train_and_print(cfg, out, as_json, quiet, overwrite=overwrite, resume=resume, save_every=save_every)
 
@@ -128,11 +159,17 @@ def _check_op(op: str) -> None:
     "run",
     epilog="Examples:\n\n  spectral-edge run configs/dyck.toml --out runs/dyck\n\n"
     "  spectral-edge run cfg.json --set seed=137 --set steps=4000 --out runs/s137\n\n"
-    "  spectral-edge run configs/dyck.toml --out runs/dyck --resume    # continue a killed run",
+    "  spectral-edge run configs/dyck.toml --out runs/dyck --resume    # continue a killed run\n\n"
+    "  spectral-edge run configs/dyck.toml --intervention keep-sed --out runs/dyck-keep3",
 )
 def run_config(
     config: Path = typer.Argument(..., help="A .toml or .json RunConfig (see spectral_edge.experiments.config)."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: key=value (JSON value), repeatable."),
+    intervention: Optional[str] = typer.Option(None, "--intervention", help=INTERVENTION_HELP +
+                                               " Overrides the config's [intervention] table."),
+    strength: Optional[float] = typer.Option(None, "--strength", help=STRENGTH_HELP),
+    intervention_start: Optional[int] = typer.Option(None, "--intervention-start", help=START_HELP),
+    basis_from: Optional[Path] = typer.Option(None, "--basis-from", help=BASIS_FROM_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
@@ -144,4 +181,7 @@ def run_config(
     from ..experiments.config import RunConfig
 
     cfg = RunConfig.from_file(config, overrides=set_)
+    table = intervention_table(cfg.intervention, intervention, strength, intervention_start, basis_from)
+    if table is not cfg.intervention:
+        cfg = RunConfig.from_dict({**cfg.to_dict(), "intervention": table}, where=f"{config} with --intervention")
     train_and_print(cfg, out, as_json, quiet, overwrite=overwrite, resume=resume, save_every=save_every)

@@ -175,6 +175,8 @@ class RunConfig:
     #                               snapshots.safetensors for `spectral-edge modes` (None: 21 for the modular
     #                               tasks, 0 otherwise; 0: none)
     threads: int | None = None  # torch intra-op threads (None: leave as is)
+    intervention: dict[str, Any] | None = None  # an [intervention] table (spectral_edge.interventions.spec):
+    #                                             kind, strength, start, basis_from, …; None: plain training
 
     def __post_init__(self) -> None:
         """Every field checked against its type and bounds (:func:`check_value`), the word
@@ -194,6 +196,8 @@ class RunConfig:
         for name, opts in self.probes.items():
             if opts is None:
                 self.probes[name] = {}
+        if self.intervention is not None:
+            self.intervention = check_intervention(self.intervention, self.steps)
         from ..selection import Selection
         from ..tasks.modular import OPERATIONS, canonical_op
 
@@ -226,10 +230,22 @@ class RunConfig:
     def effective_data_seed(self) -> int:
         return self.seed if self.data_seed is None else int(self.data_seed)
 
+    @property
+    def intervention_spec(self) -> Any:
+        """The ``[intervention]`` table as an :class:`~spectral_edge.interventions.spec.InterventionSpec`
+        (None without one)."""
+        if self.intervention is None:
+            return None
+        from ..interventions.spec import InterventionSpec
+
+        return InterventionSpec(**self.intervention)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
         d["windows"] = list(self.windows)
+        if d["intervention"] is None:
+            del d["intervention"]  # a run without one has the config (and config.json) it always had
         return d
 
     @classmethod
@@ -279,6 +295,40 @@ class RunConfig:
             merged[key] = value
             cls.from_dict(merged, where=f"--set {item}")  # name the override that broke it
         return cls.from_dict(merged, where=f"{path} with --set")
+
+
+#: bounds of the ``[intervention]`` keys beyond their type
+INTERVENTION_BOUNDS: dict[str, msgspec.Meta] = {
+    "strength": msgspec.Meta(ge=0), "start": msgspec.Meta(ge=0), "every": _POSITIVE, "n_components": _POSITIVE,
+    "rank": _POSITIVE, "window": _POSITIVE, "seed": msgspec.Meta(ge=0), "kick_samples": _POSITIVE,
+    "kick_eta": msgspec.Meta(gt=0), "kick_batch_size": _POSITIVE,
+}
+
+
+def check_intervention(table: Any, steps: int) -> dict[str, Any]:
+    """The ``[intervention]`` table checked key by key (types and bounds through
+    :func:`check_value`, as ``intervention.<key>``), then as a whole
+    (:class:`~spectral_edge.interventions.spec.InterventionSpec`: the kind, a basis where one is
+    needed), and its first step against the run's ``steps``; returns the checked table."""
+    from ..interventions.spec import KINDS, InterventionSpec, key_label
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"intervention: must be a table of keys (kind, strength, start, basis_from, …), "
+                          f"got {type(table).__name__}")
+    hints = typing.get_type_hints(InterventionSpec)
+    known = [f.name for f in fields(InterventionSpec)]
+    unknown = sorted(str(k) for k in set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"intervention: unknown keys {unknown}; known keys: {', '.join(known)}")
+    if "kind" not in table:
+        raise ConfigError(f"{key_label('kind')}: missing; choose one of {', '.join(KINDS)}")
+    clean = {k: check_value(v, hints[k], key_label(k), INTERVENTION_BOUNDS.get(k)) for k, v in table.items()}
+    spec = InterventionSpec(**clean)
+    start = spec.resolved()["start"]
+    if start > steps:
+        default = f" (the default of {spec.kind}; set it with --intervention-start)" if spec.start is None else ""
+        raise ConfigError(f"{key_label('start')}: step {start}{default} is beyond the run's {steps} steps")
+    return clean
 
 
 def parse_override(item: str) -> tuple[str, Any]:

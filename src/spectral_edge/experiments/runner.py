@@ -6,7 +6,9 @@
     out_dir/history.jsonl      monitor rows (sed, grad, probe, event) and log rows (lr, train
                                loss at sampled steps; train/test loss and accuracy at evaluations)
     out_dir/eval.csv           the evaluation curve: step, train_loss, train_acc, test_loss, test_acc
-    out_dir/summary.json       grok_step, warning_step, lead, final accuracies, wall time, paths
+    out_dir/summary.json       grok_step, warning_step, lead, final accuracies, wall time, paths; with an
+                               ``[intervention]`` (``cfg.intervention``) also ``intervention``: its config with
+                               the defaults filled in, its basis and the steps it acted on
     out_dir/model.safetensors  the final parameters
     out_dir/snapshots.safetensors  the last ``cfg.effective_snapshots`` snapshots of the monitored tensors, one
                                every ``every`` steps, for ``spectral-edge modes`` (format: :mod:`.checkpoint`;
@@ -29,6 +31,11 @@ The grok step is :func:`spectral_edge.detectors.signals.grok_step`: the first ev
 test accuracy ≥ ``grok_threshold`` (0.9); the papers' stricter grok (test accuracy ≥ 0.98 at
 three evaluations in a row, the same function with ``consecutive=3``) is reported too.
 ``warning_step`` is the first alarm event of the attached detectors (null without one).
+
+An ``[intervention]`` (:mod:`spectral_edge.interventions`) is built by :func:`build_intervention` before
+anything is written (its basis read from ``basis_from`` and checked against the model) and installed
+on the optimizer before the monitor, so it acts after gradient clipping and before each step; its
+state goes into every run checkpoint, so ``--resume`` continues it bit-identically.
 
 A probe entry of ``cfg.probes`` may say when the probe stops: ``"until": "grok"`` (its last
 call is at the grok step) or ``"until": "alarm"`` (its last call is at the step of the first
@@ -234,6 +241,50 @@ def _snapshot_ring(cfg: RunConfig, monitor: Monitor) -> SnapshotRing:
     return SnapshotRing({n: plan.shapes[n] for n in plan.plan.names}, cfg.effective_snapshots, cfg.every)
 
 
+def build_intervention(cfg: RunConfig, wl: Workload, probes: Sequence[Any], out: Path) -> Any:
+    """The :class:`~spectral_edge.interventions.Intervention` of ``cfg.intervention`` for the workload
+    (None without one): its basis read and checked against the model (a baseline run's execution
+    basis, the run's own ``manifold`` probe, or a random one of the same shape), the kick's batches
+    drawn from the workload. Writes nothing; every problem is a one-line error naming the key or file."""
+    spec = cfg.intervention_spec
+    if spec is None:
+        return None
+    from ..errors import ShapeMismatchError
+    from ..interventions.bases import Basis, basis_from_run
+    from ..interventions.hooks import Intervention
+    from ..interventions.transforms import random_orthonormal
+
+    seed = cfg.seed if spec.seed is None else spec.seed
+    src = spec.basis_source
+    basis: Any = None
+    if src == "run":
+        where = Path(str(spec.basis_from))
+        if where.exists() and out.exists() and where.resolve() == out.resolve():
+            raise ConfigError(f"intervention.basis_from (--basis-from) {where} is the folder --out of this run; train "
+                              "the intervention into another folder")
+        basis = basis_from_run(where, spec.n_components)
+    elif src == "random":
+        sel = Selection(preset=cfg.selection)
+        shapes = {normalize_name(n): tuple(p.shape) for n, p in wl.model.named_parameters()
+                  if p.ndim >= 2 and sel.selects(normalize_name(n), p.dtype)}
+        gen = torch.Generator().manual_seed(seed)
+        k = spec.n_components
+        basis = Basis(shapes, tuple(((n,), random_orthonormal(math.prod(s), min(k, math.prod(s)), gen))
+                                    for n, s in shapes.items()), f"random, {k} per matrix (seed {seed})")
+    elif src == "online":
+        found = [p for p in probes if getattr(p, "name", None) == "manifold"]
+        if not found:
+            raise ConfigError('intervention.basis: "online" reads the run\'s manifold probe; add it to the probes '
+                              '(probes = {manifold = {every = 100}})')
+        basis = found[0]
+    size = spec.kick_batch_size
+    try:
+        return Intervention.from_spec(wl.model, spec, basis=basis, seed=seed, loss_fn=wl.loss,
+                                      batch_fn=lambda g: wl.sample_batch(g, size))
+    except ShapeMismatchError as e:
+        raise ShapeMismatchError(spec.basis_from, f"{e.problem}") from None
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn | None = None,
                    extra_probes: Sequence[Any] = (), detectors: Sequence[Any] | None = None,
                    loggers: Sequence[Any] = (), overwrite: bool = False, resume: bool = False,
@@ -273,6 +324,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     options: dict[str, Any] = dict(windows=cfg.windows, every=cfg.every, sketch=spec, gradients=cfg.gradients,
                                    selection=Selection(preset=cfg.selection, group_by=cfg.group_by),
                                    history=history, probes=probes, detectors=list(detectors), loggers=loggers)
+    intervention = build_intervention(cfg, wl, probes, out)
     _check_target(out, overwrite, resume)  # after the config's own checks, so those are reported first
     saved = load_run_state(out, cfg.to_dict(), _warn) if resume else None
     if saved is not None:
@@ -289,6 +341,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
                   f"step {saved['step']}")
         for key in ("data_rng", "torch_rng"):
             _restore(saved, key, lambda: torch.Generator().set_state(saved[key]))
+        if intervention is not None:
+            _restore(saved, "intervention", lambda: intervention.load_state_dict(saved["intervention"]))
     # ---- the first write to the folder is below this line
     if saved is None:
         monitor = _start_folder(out, cfg, overwrite, lambda: Monitor(model, **options))
@@ -300,6 +354,9 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     if saved is None:
         ring = _snapshot_ring(cfg, monitor)
         ring.take(0, _watched(model))  # where the monitor took its initial sample
+    if intervention is not None:  # before the monitor: its gradient stream sees the transformed gradients
+        intervention.monitor = monitor
+        intervention.attach(opt)
     handle = monitor.attach(opt)
     gen = torch.Generator().manual_seed(cfg.effective_data_seed)
     snapshot_params = _watched(model)
@@ -388,9 +445,13 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
                          "wall_seconds": wall_before + time.perf_counter() - t_start,
                          "data_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
                          "history_bytes": size, "history_sha256": digest, "snapshots": ring.state_dict()}
+                if intervention is not None:
+                    state["intervention"] = intervention.state_dict()
                 with _disk_errors(out / RUN_STATE / f"step_{step:07d}.pt"):
                     save_run_state(out, step, state)
     handle.remove()
+    if intervention is not None:
+        intervention.remove()
     monitor.close()
     _write(out / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
     if ring.size:
@@ -430,6 +491,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         "model": "model.safetensors",
         "snapshots": SNAPSHOTS_FILE if ring.size else None,
     }
+    if intervention is not None:  # only then: the summary of a plain run is what it always was
+        done = intervention.describe()
+        summary["intervention"] = {**cfg.intervention_spec.resolved(), "seed": done["seed"], "basis": done["basis"],
+                                   "basis_source": cfg.intervention_spec.basis_source,
+                                   "steps_applied": done["steps_applied"],
+                                   "first_step_applied": done["first_step_applied"]}
     _write(out / "summary.json", lambda tmp: tmp.write_bytes(json.dumps(summary, indent=2).encode("utf-8")))
     finish_run_state(out)
     return RunResult(summary, out, monitor)
