@@ -159,3 +159,44 @@ def _modes_command(
         for c in res["claims"]:
             typer.echo(f"{c['verdict']:>18}  {c['claim']}")
         typer.echo(f"document: {res['doc']}")
+
+
+@reproduce.command(
+    "interventions",
+    epilog="Examples:\n\n"
+    "  spectral-edge reproduce interventions --out results/interventions --jobs 2\n\n"
+    "  spectral-edge reproduce interventions --out results/interventions --no-train\n\n"
+    "  spectral-edge reproduce interventions --out /tmp/iv-quick --quick\n\n"
+    "The baselines keep a checkpoint every 100 steps (the execution basis is taken over the whole run).",
+)
+def _interventions_command(
+    out: Path = typer.Option(Path("results/interventions"), "--out", "-o",
+                             help="Folder of the runs (one sub-folder per run) and interventions_results.json."),
+    jobs: int = _JOBS_OPT,
+    quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, 400 steps, two arms: tests the pipeline."),
+    doc: Optional[Path] = typer.Option(
+        None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
+        "Default: docs/interventions.md, or OUT/interventions.md with --quick."),
+    no_train: bool = _NO_TRAIN_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the document's path, the claims and the missing runs "
+                                 "as JSON."),
+    quiet: bool = _QUIET_OPT,
+) -> None:
+    """Interventions (METHODS §8) on modular addition (p = 97, 3 seeds) and Dyck → docs/interventions.md.
+
+    Trains what is missing in OUT (the baselines first, whose execution basis the arms use; resumable, JOBS at
+    a time): kick and noise, the projection at s = 0.25 … 1, rank-3 keep/remove of the SED or a random
+    subspace; then measures every grok step by the papers' criteria, judges the claims and rewrites the document.
+    """
+    from ..reproduce import reproduce_interventions
+
+    if doc is None:
+        doc = out / "interventions.md" if quick else Path("docs/interventions.md")
+    res = reproduce_interventions(out, doc, jobs=jobs, quick=quick, train=not no_train,
+                                  log=_progress(quiet or as_json))
+    if as_json:
+        echo_json({"doc": res["doc"], "figures": res["figures"], "missing": res["missing"], "claims": res["claims"]})
+    elif not quiet:
+        for c in res["claims"]:
+            typer.echo(f"{c['verdict']:>18}  {c['claim']}")
+        typer.echo(f"document: {res['doc']}")

@@ -20,6 +20,8 @@ Modules, one job each:
 - :mod:`.documents`  the Markdown pages, one small function per section;
 - :mod:`.modes_measures`, :mod:`.modes_claims`, :mod:`.modes_documents`: the same three jobs for
   the functional-modes reproduction (``spectral-edge reproduce modes`` → ``docs/modes.md``);
+- :mod:`.interventions` (plan, measures, verdicts) and :mod:`.interventions_documents` (document,
+  figures, driver): ``spectral-edge reproduce interventions`` → ``docs/interventions.md``;
 - :mod:`.run`        the drivers that chain the above.
 
 Why this split: the measurements, the verdicts and the prose used to live in one long module per
@@ -36,9 +38,10 @@ from .._lazy import lazy_attributes
 
 __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
     "run": ("reproduce_trajectories", "reproduce_grokking", "reproduce_modes", "analyse"),
+    "interventions_documents": ("reproduce_interventions",),
     "plans": ("STUDIES", "SCALES", "Scale", "get_scale", "study_plan", "StudyPlan", "grokking_plan"),
     "claims": ("Claim", "claims_table", "grokking_claims_table", "REPRODUCED", "PARTLY", "NOT_REPRODUCED",
                "NOT_TESTABLE"),
     "documents": ("render_document", "write_grokking_doc"),
 }, submodules=("plans", "measures", "claims", "formatting", "figures", "documents", "modes_measures", "modes_claims",
-               "modes_documents", "run"))
+               "modes_documents", "run", "interventions", "interventions_documents"))
