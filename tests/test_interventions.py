@@ -265,7 +265,7 @@ def test_a_non_finite_result_is_an_event_and_an_error_never_applied():
         opt.step()
     assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())  # nothing written
     ev = [r for r in mon.rows if r["kind"] == "event"]
-    assert ev and ev[0]["event"] == "nonfinite" and ev[0]["stream"] == "intervention" and ev[0]["step"] == 1
+    assert ev and ev[0]["event"] == "intervention_nonfinite" and ev[0]["stream"] == "intervention" and ev[0]["step"] == 1
     iv.remove()
     # a gradient already NaN before the transform: said so
     iv2 = _make("keep-sed", model, start=0, window=1, rank=1).attach(opt)

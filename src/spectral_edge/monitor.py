@@ -417,6 +417,11 @@ class Monitor:
             self._history = HistoryWriter(self._history_path, meta, mode=mode)
             self._history_started = True
 
+    def record_events(self, rows: list[Row]) -> None:
+        """Write rows made elsewhere (an intervention's ``event`` rows) into this monitor's history
+        and loggers, as the monitor's own rows are (only on the recording rank)."""
+        self._record([dict(r) for r in rows])
+
     def _record(self, rows: list[Row]) -> None:
         if not rows or not self.is_recorder:
             return
