@@ -19,7 +19,8 @@ steps, before the papers' step 500). SCAN is not run (its cost is stated in the 
 
 **Grok step** (:func:`grok_of`): the papers' criterion of each task through the library's one
 rule, :func:`spectral_edge.detectors.signals.grok_step`: modular ≥ 0.98 three evaluations in a
-row (every 100 steps); Dyck ≥ 0.99 ten in a row (every 25 steps). The rank-3 arms use the
+row (every 100 steps); Dyck ≥ 0.95 ten in a row (every 25 steps; the papers' 0.99 is never reached by
+our Dyck, whose per-token test accuracy saturates at 0.956–0.986). The rank-3 arms use the
 modular criterion too (the authors' rank-k script used 20 evaluations in a row every 25 steps;
 said beside their numbers).
 
@@ -50,8 +51,11 @@ BASIS_EVERY = 100
 #: the first step the Dyck interventions act on (the papers: 500; ours groks at 100–600 steps)
 DYCK_START = 50
 DYCK_BUDGET = 6000
-#: the papers' grok criteria (METHODS §8): (threshold, evaluations in a row, evaluation cadence)
-CRITERIA = {"modular": (0.98, 3, 100), "dyck": (0.99, 10, 25)}
+#: the grok criteria: (threshold, evaluations in a row, evaluation cadence). Modular: the papers' (METHODS §8).
+#: Dyck: the papers ask ≥ 0.99 ten times in a row, but our Dyck's per-token test accuracy saturates at
+#: 0.956–0.986 (baselines, seeds 42, 137, 2024) and never reaches 0.99, so we keep ten in a row at the
+#: grokking suite's Dyck threshold, 0.95
+CRITERIA = {"modular": (0.98, 3, 100), "dyck": (0.95, 10, 25)}
 #: a change of the median grok step within ±15% of the baseline counts as "no effect"
 NO_EFFECT = 0.15
 #: a rank-3 speed-up is "specific to the SED subspace" when keep-SED beats keep-random by more than this factor
@@ -81,9 +85,13 @@ RULES = {
 
 
 # ---------------------------------------------------------------------- the runs
-def _arm_config(base: RunConfig, intervention: Mapping[str, Any] | None, budget: int, eval_every: int) -> RunConfig:
-    return replace(base, probes={}, snapshots=0, checkpoint_every=0, steps=budget, stop_margin=200,
-                   eval_every=eval_every, intervention=dict(intervention) if intervention else None)
+def _arm_config(base: RunConfig, intervention: Mapping[str, Any] | None, budget: int, task: str) -> RunConfig:
+    """An arm: no probes or checkpoints; it stops once the runner has seen the task's threshold and
+    then long enough for the criterion's evaluations in a row (plus two), or at ``budget``."""
+    threshold, consecutive, every = CRITERIA[task]
+    return replace(base, probes={}, snapshots=0, checkpoint_every=0, steps=budget, eval_every=every,
+                   grok_threshold=threshold, stop_margin=every * (consecutive + 2),
+                   intervention=dict(intervention) if intervention else None)
 
 
 def baseline_name(task: str, seed: int) -> str:
@@ -115,7 +123,7 @@ def interventions_plan(out: str | Path, quick: bool = False) -> tuple[list[Suite
                                                       model={"d_model": 32, "d_ff": 64, "n_heads": 2}))
                      for r in base_runs]
     arms: list[SuiteRun] = []
-    budget, every = (400, 50) if quick else (MODULAR_BUDGET, CRITERIA["modular"][2])
+    budget = 400 if quick else MODULAR_BUDGET
     start = 100 if quick else None
     for r in base_runs:
         seed = r.config.seed
@@ -127,7 +135,7 @@ def interventions_plan(out: str | Path, quick: bool = False) -> tuple[list[Suite
         for arm, iv in plan:
             if start is not None and iv["kind"] not in ("keep-sed", "remove-sed", "keep-random", "remove-random"):
                 iv = {**iv, "start": start}
-            arms.append(SuiteRun(arm_name("modular", seed, arm), "grok", _arm_config(r.config, iv, budget, every)))
+            arms.append(SuiteRun(arm_name("modular", seed, arm), "grok", _arm_config(r.config, iv, budget, "modular")))
     if not quick:
         for seed in seeds:
             base = RunConfig(task="dyck", seed=seed, data_seed=seed, batch_size=50, steps=DYCK_BUDGET,
@@ -137,8 +145,7 @@ def interventions_plan(out: str | Path, quick: bool = False) -> tuple[list[Suite
             base_runs.append(SuiteRun(name, "grok", base))
             for arm in DYCK_ARMS:
                 iv = {"kind": arm, "basis_from": str(out / name), "start": DYCK_START}
-                arms.append(SuiteRun(arm_name("dyck", seed, arm), "grok",
-                                     _arm_config(base, iv, DYCK_BUDGET, CRITERIA["dyck"][2])))
+                arms.append(SuiteRun(arm_name("dyck", seed, arm), "grok", _arm_config(base, iv, DYCK_BUDGET, "dyck")))
     return base_runs, arms
 
 
@@ -227,7 +234,7 @@ SETUPS = {
                     "20, grok ≥ 0.98 × 3 (theirs: × 20 every 25 steps)",
     "rank_specific": "as above; keep-random draws a fresh random rank-3 basis every step",
     "dyck": f"Dyck-1, seeds {', '.join(map(str, SEEDS))}, from step {DYCK_START} (ours groks at 100–600), "
-            "grok ≥ 0.99 × 10 every 25 steps",
+            "grok ≥ 0.95 × 10 every 25 steps (theirs: ≥ 0.99 × 10, never reached by our Dyck)",
     "scan": "—",
 }
 
