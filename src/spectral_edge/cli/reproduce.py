@@ -25,6 +25,18 @@ _NO_TRAIN_OPT = typer.Option(False, "--no-train", help="Train nothing; use the r
 _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress lines.")
 
 
+def _report(res: dict, as_json: bool, quiet: bool, **extra: object) -> None:
+    """A reproduction's result: JSON (document, figures, missing runs, claims and ``extra``) or one
+    line per claim with its verdict, then the document's path."""
+    if as_json:
+        echo_json({"doc": res["doc"], "figures": res["figures"], "missing": res["missing"], "claims": res["claims"],
+                   **extra})
+    elif not quiet:
+        for c in res["claims"]:
+            typer.echo(f"{c['verdict']:>18}  {c['claim']}")
+        typer.echo(f"document: {res['doc']}")
+
+
 def _progress(quiet: bool):
     """A one-line-per-event logger on stderr (None when quiet)."""
     if quiet:
@@ -152,13 +164,7 @@ def _modes_command(
     if doc is None:
         doc = out / "modes.md" if quick else Path("docs/modes.md")
     res = reproduce_modes(out, doc, jobs=jobs, quick=quick, train=not no_train, log=_progress(quiet or as_json))
-    if as_json:
-        echo_json({"doc": res["doc"], "figures": res["figures"], "missing": res["missing"], "claims": res["claims"],
-                   "choices": res["choice_rows"], "failed": res["failed"]})
-    elif not quiet:
-        for c in res["claims"]:
-            typer.echo(f"{c['verdict']:>18}  {c['claim']}")
-        typer.echo(f"document: {res['doc']}")
+    _report(res, as_json, quiet, choices=res["choice_rows"], failed=res["failed"])
 
 
 @reproduce.command(
@@ -194,9 +200,4 @@ def _interventions_command(
         doc = out / "interventions.md" if quick else Path("docs/interventions.md")
     res = reproduce_interventions(out, doc, jobs=jobs, quick=quick, train=not no_train,
                                   log=_progress(quiet or as_json))
-    if as_json:
-        echo_json({"doc": res["doc"], "figures": res["figures"], "missing": res["missing"], "claims": res["claims"]})
-    elif not quiet:
-        for c in res["claims"]:
-            typer.echo(f"{c['verdict']:>18}  {c['claim']}")
-        typer.echo(f"document: {res['doc']}")
+    _report(res, as_json, quiet)
