@@ -224,6 +224,13 @@ def _r(x: float | None) -> str:
     return "–" if x is None else "no grok" if math.isinf(x) else f"{x:.2f}×"
 
 
+def _med(rows: Sequence[Mapping[str, Any]], task: str, arm: str) -> tuple[float | None, str]:
+    """(median ratio over seeds, the same in words with the number of seeds)."""
+    xs = _ratios(rows, task, arm)
+    m = _median(xs)
+    return m, f"{_r(m)} ({len(xs)} seed{'s' if len(xs) != 1 else ''})"
+
+
 #: our setup of each claim, in words
 SETUPS = {
     "amplify_modular": f"{MODULAR_OP}, p = 97, seeds {', '.join(map(str, SEEDS))}, from step 500, B from each seed's "
@@ -246,33 +253,35 @@ def _claim(key: str, claim: str, paper: str, ours: str, verdict: str, rule: str)
 def interventions_claims(rows: Sequence[Mapping[str, Any]]) -> list[Claim]:
     """The verdict of each claim by :data:`RULES` (``not tested`` where its runs are missing)."""
     claims = []
-    amp = {a: _median(_ratios(rows, "modular", a)) for a in AMPLIFY}
-    if all(v is not None for v in amp.values()):
-        ok = all(abs(v - 1) <= NO_EFFECT for v in amp.values())
+    amp = {a: _med(rows, "modular", a) for a in AMPLIFY}
+    if all(v is not None for v, _ in amp.values()):
+        ok = all(abs(v - 1) <= NO_EFFECT for v, _ in amp.values())
         claims.append(_claim("amplify_modular", "Amplification (kick, noise) has no effect on modular arithmetic",
-                            PAPERS["modular"], f"grok step / baseline: kick {_r(amp['kick'])}, noise {_r(amp['noise'])} "
+                            PAPERS["modular"], f"grok step / baseline: kick {amp['kick'][1]}, noise {amp['noise'][1]} "
                             "(medians over seeds)", "reproduced" if ok else "not reproduced", RULES["amplify_modular"]))
     else:
         claims.append(_claim("amplify_modular", "Amplification (kick, noise) has no effect on modular arithmetic",
                             PAPERS["modular"], "runs missing", "not tested", RULES["amplify_modular"]))
-    dose = [1.0] + [_median(_ratios(rows, "modular", project_arm(s))) for s in PROJECT_STRENGTHS]
+    meds = [_med(rows, "modular", project_arm(s)) for s in PROJECT_STRENGTHS]
+    dose = [1.0] + [m for m, _ in meds]
     if all(v is not None for v in dose):
         mono = all(b >= a for a, b in zip(dose, dose[1:]))
         never = [r for r in rows if r["task"] == "modular" and r["arm"] == project_arm(1.0)]
         prevents = bool(never) and all(r["grok"] is None for r in never)
         verdict = "reproduced" if mono and prevents else "partly" if mono else "not reproduced"
-        ours = ", ".join(f"s = {s:g}: {_r(v)}" for s, v in zip(PROJECT_STRENGTHS, dose[1:]))
+        ours = ", ".join(f"s = {s:g}: {w}" for s, (_, w) in zip(PROJECT_STRENGTHS, meds))
         claims.append(_claim("dose", "Suppressing the gradient orthogonal to B delays or prevents grokking, "
                             "monotone in the strength s", PAPERS["modular"], f"grok step / baseline, medians: {ours} "
                             f"(budget {MODULAR_BUDGET} steps)", verdict, RULES["dose"]))
     else:
         claims.append(_claim("dose", "Suppression: monotone dose-response", PAPERS["modular"], "runs missing",
                             "not tested", RULES["dose"]))
-    keep = {a: _median(_ratios(rows, "modular", a)) for a in RANK_ARMS}
+    kept = {a: _med(rows, "modular", a) for a in RANK_ARMS}
+    keep = {a: m for a, (m, _) in kept.items()}
     if keep["keep-sed"] is not None:
         speed = 1 / keep["keep-sed"] if keep["keep-sed"] else math.inf
         verdict = "reproduced" if speed >= 1.5 else "partly" if speed >= 1.15 else "not reproduced"
-        ours = ", ".join(f"{a} {_r(v)}" for a, v in keep.items())
+        ours = ", ".join(f"{a} {w}" for a, (_, w) in kept.items())
         claims.append(_claim("rank_speedup", "Restricting updates to the rank-3 SED subspace speeds grokking 2.3×",
                             PAPERS["rank"], f"grok step / baseline, medians: {ours}; keep-SED speed-up "
                             f"{speed:.2f}×", verdict, RULES["rank_speedup"]))
@@ -286,13 +295,14 @@ def interventions_claims(rows: Sequence[Mapping[str, Any]]) -> list[Claim]:
     else:
         claims.append(_claim("rank_speedup", "Rank-3 restriction speeds grokking 2.3×", PAPERS["rank"],
                             "runs missing", "not tested", RULES["rank_speedup"]))
-    dy = {a: _median(_ratios(rows, "dyck", a)) for a in DYCK_ARMS}
+    dyw = {a: _med(rows, "dyck", a) for a in DYCK_ARMS}
+    dy = {a: m for a, (m, _) in dyw.items()}
     if all(v is not None for v in dy.values()):
         faster = dy["kick"] < 1 - NO_EFFECT and dy["noise"] < 1 - NO_EFFECT
         slower = dy["project"] > 1 + NO_EFFECT
         verdict = "reproduced" if faster and slower else "partly" if faster or slower else "not reproduced"
         claims.append(_claim("dyck", "Dyck: amplification speeds grokking, suppression slows it", PAPERS["dyck"],
-                            ", ".join(f"{a} {_r(v)}" for a, v in dy.items()) + " (grok step / baseline, medians)",
+                            ", ".join(f"{a} {w}" for a, (_, w) in dyw.items()) + " (grok step / baseline, medians)",
                             verdict, RULES["dyck"]))
     else:
         claims.append(_claim("dyck", "Dyck: amplification speeds grokking, suppression slows it", PAPERS["dyck"],
