@@ -236,17 +236,23 @@ def _jl(sed_all, sed, probes, window: int | None, group: str, sketch: dict[str, 
 COUPLING_PERMUTATIONS = 199
 
 
-def _coupling(data, window: int | None, group: str, sed) -> tuple[Any, str | None]:
-    """The lag coupling of the gap ratio with the validation loss
+def _validation(data) -> Any:
+    """The run's validation series (the run model's choice of column), or None."""
+    try:
+        return data.validation()
+    except ConfigError:
+        return None
+
+
+def _coupling(data, y, window: int | None, group: str, sed) -> tuple[Any, str | None]:
+    """The lag coupling of the gap ratio with the validation loss ``y``
     (:func:`spectral_edge.analysis.coupling.lag_coupling`, with phases, no Granger test), or
     (None, why not)."""
     from ..errors import MissingDependencyError, SpectralEdgeError
 
     if window is None or "gap_ratio" not in sed.columns or not len(sed):
         return None, None
-    try:
-        y = data.validation()
-    except ConfigError:
+    if y is None:
         return None, "no validation loss in this input (val_loss, test_loss or eval_loss), so no coupling"
     try:
         from ..analysis.coupling import lag_coupling
@@ -423,12 +429,14 @@ def load_view(source: str | Path, window: int | None = None, group: str = "all",
     if label is None:
         named = data.path.resolve()
         label = named.name if named.is_dir() else named.parent.name if named.name == "history.jsonl" else named.stem
-    coupling, coupling_note = _coupling(data, W, group, sed)
+    validation = _validation(data)
+    coupling, coupling_note = _coupling(data, validation, W, group, sed)
     view = RunView(data=data, label=label, sed=sed, window=W, windows=windows, group=group, groups=groups,
                    kstar_rule=rule, sketch=sketch, evals=evals, defect=defect, alarms=alarms, nonfinite=nonfinite,
                    grok_step=grok_step, grok_source=grok_source, warning_step=warning_step,
                    warning_source=warning_source, jl=jl, jl_note=jl_note, phases=phases, notes=tuple(notes),
-                   coupling=coupling, coupling_note=coupling_note, backbone=_backbone(probes))
+                   validation=validation, coupling=coupling, coupling_note=coupling_note,
+                   backbone=_backbone(probes))
     if not view.grokking and view.grok_step is not None:  # e.g. summary.json of a language-model run
         from dataclasses import replace
 

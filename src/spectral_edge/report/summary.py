@@ -194,11 +194,8 @@ def _plain(v: Any) -> Any:
 
 def _validation_facts(run: RunView) -> dict[str, Any]:
     """First, last and lowest value of the validation loss the coupling reads (the run model's choice)."""
-    try:
-        y = run.data.validation()
-    except Exception:  # noqa: BLE001 - no validation series: the facts stay empty
-        return {}
-    if not len(y):
+    y = run.validation
+    if y is None or not len(y):
         return {}
     i = int(np.argmin(y.values))
     return {"val_column": y.name, "val_first": float(y.values[0]), "val_last": float(y.values[-1]),

@@ -149,6 +149,8 @@ class RunView:
     notes: tuple[str, ...] = ()
     modes: ModesView | None = None  # functional modes (a modular run that kept snapshots)
     modes_error: str | None = None  # why the modes of such a run could not be shown (a damaged file…)
+    #: the validation loss the page shows and correlates (:meth:`spectral_edge.io.run.RunData.validation`), or None
+    validation: Any = None
     #: the lag coupling of R with the validation loss (:class:`spectral_edge.analysis.coupling.CouplingResult`)
     coupling: Any = None
     coupling_note: str | None = None  # why there is no coupling (no validation loss, too few points…)
