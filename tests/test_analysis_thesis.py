@@ -77,11 +77,12 @@ def test_exact_window_thesis_from_grams_and_a_sketch_window():
     cur = deltas[-W:]
     st = sp.window_stats(cur @ cur.T)
     brute = np.linalg.norm(_op(cur) - _op(deltas[-W - 1: -1]))
-    assert th.window == W and th.k_star == st.k_star and th.gap == pytest.approx(st.gap)
-    assert th.delta_g == pytest.approx(brute, rel=1e-10) and th.delta_g_method.startswith("operator")
+    # everything of the per-unit-lr Gram G/η² (a constant η): gap/η, ΔG/η², α and A unchanged
+    assert th.window == W and th.k_star == st.k_star and th.gap == pytest.approx(st.gap / eta)
+    assert th.delta_g == pytest.approx(brute / eta**2, rel=1e-10) and th.delta_g_method.startswith("operator")
     np.testing.assert_allclose(th.alpha, davis_kahan_alpha(brute, st.sigma**2), rtol=1e-9, atol=1e-12)
-    assert th.A == pytest.approx(brute / (eta * st.gap**2), rel=1e-9)
-    assert th.regime == adiabatic_regime(th.A)
+    assert th.A == pytest.approx(brute / st.gap**2, rel=1e-9)
+    assert th.regime is None  # no label without caller-given cut-offs
     win = SketchWindow(dim=dim, max_window=W)
     for i, s in enumerate(states):
         win.push(torch.from_numpy(s), step=i)
@@ -139,15 +140,17 @@ def test_half_window_overlap_against_explicit_directions():
 
 
 def test_adiabatic_closed_form_and_regimes():
-    A = adiabatic([2e-6, 1e-6, 0.0], [1e-3, 1e-3, 1e-3], [0.1, 0.01, 0.01])
-    np.testing.assert_allclose(A, [2e-6 / (1e-3 * 0.01), 1e-6 / (1e-3 * 1e-4), 0.0])
-    assert np.isinf(adiabatic(1.0, 0.0, 1.0)) and np.isnan(adiabatic(0.0, 0.0, 1.0))
-    assert np.isnan(adiabatic(1.0, np.nan, 1.0)) and np.isnan(adiabatic(np.nan, 1.0, 1.0))
-    labels = adiabatic_regime([0.05, 0.1, 1.0, 10.0, 10.5, np.nan])
+    A = adiabatic([2e-6, 1e-6, 0.0], [0.1, 0.01, 0.01])
+    np.testing.assert_allclose(A, [2e-6 / 0.01, 1e-6 / 1e-4, 0.0])
+    assert np.isinf(adiabatic(1.0, 0.0)) and np.isnan(adiabatic(0.0, 0.0))
+    assert np.isnan(adiabatic(1.0, np.nan)) and np.isnan(adiabatic(np.nan, 1.0))
+    labels = adiabatic_regime([0.05, 0.1, 1.0, 10.0, 10.5, np.nan], 0.1, 10.0)  # cut-offs are required
     assert list(labels) == ["plateau", "transition", "transition", "transition", "forgetting", "unknown"]
     assert list(adiabatic_regime([0.5, 2.0], low=1.0, high=1.5)) == ["plateau", "forgetting"]
     with pytest.raises(ConfigError):
         adiabatic_regime([1.0], low=2.0, high=1.0)
+    with pytest.raises(TypeError):
+        adiabatic_regime([1.0])
 
 
 # ---------------------------------------------------------------------- gap dynamics, BBP, maximality
@@ -274,7 +277,7 @@ def test_run_thesis_against_manual_computation(tmp_path):
     rep = run_thesis(path)
     assert rep.delta_g_method == DELTA_G_APPROX and rep.lr_source == "log"
     rows = rep.rows
-    assert np.isnan(rows[0]["delta_g"]) and rows[0]["regime"] == "unknown"
+    assert np.isnan(rows[0]["delta_g"]) and np.isnan(rows[0]["A"]) and "regime" not in rows[0]
     eta = [1e-2, 1e-2, 5e-3, 5e-3]  # lr at or before each step
     for i in range(1, 4):
         lam_p, lam_c = np.square(sig[i - 1]), np.square(sig[i])
@@ -282,18 +285,24 @@ def test_run_thesis_against_manual_computation(tmp_path):
         st = sp.window_stats(np.diag(lam_c))
         assert rows[i]["delta_g"] == pytest.approx(dg)
         assert rows[i]["lr"] == eta[i]
-        assert rows[i]["A"] == pytest.approx(dg / (eta[i] * st.gap**2))
+        # A of the per-unit-lr spectra σ/η (η in force at each row; it changes between rows 1 and 2)
+        dg_u = np.linalg.norm(lam_c / eta[i] ** 2 - lam_p / eta[i - 1] ** 2)
+        assert rows[i]["A"] == pytest.approx(dg_u / (st.gap / eta[i]) ** 2)
+        if eta[i] == eta[i - 1]:
+            assert rows[i]["A"] == pytest.approx(dg / st.gap**2)
         alpha = davis_kahan_alpha(dg, lam_c)
         assert rows[i]["alpha_kstar"] == pytest.approx(alpha[st.k_star - 1])
-        assert rows[i]["regime"] == adiabatic_regime(rows[i]["A"])
     assert rep.bbp is not None and rep.bbp.n_parameters == 1000
     assert rep.bbp.d_crit == pytest.approx(bbp_threshold(sig[-1], 1000).d_crit)
-    assert sum(rep.regime_counts.values()) == 4
+    assert rep.regime_counts == {} and rep.low is None
+    labelled = run_thesis(path, low=0.1, high=10.0)
+    assert [r["regime"] for r in labelled.rows] == list(adiabatic_regime([r["A"] for r in rows], 0.1, 10.0))
+    assert sum(labelled.regime_counts.values()) == 4
     gd = gap_dynamics(steps, [r["gap"] for r in rows])
     assert rep.gap.slope == pytest.approx(gd.slope)
     # flags override the history
     over = run_thesis(path, lr=1.0, n_parameters=50)
-    assert over.lr_source == "flag" and over.rows[1]["A"] == pytest.approx(rows[1]["A"] * eta[1])
+    assert over.lr_source == "flag" and over.rows[1]["A"] == pytest.approx(rows[1]["A"])  # constant η: same A
     assert over.bbp.n_parameters == 50
 
 
@@ -304,7 +313,8 @@ def test_run_thesis_without_lr_or_parameters(tmp_path):
                   **sp.window_stats(np.diag([9.0, 4.0 + i, 1.0])).as_row()} for i in range(5)])
     rep = run_thesis(path)
     assert rep.lr_source == "none" and rep.bbp is None
-    assert set(rep.regime_counts) == {"unknown"} and len(rep.notes) == 2
+    assert rep.regime_counts == {} and len(rep.notes) == 2
+    assert all(np.isfinite(r["A"]) for r in rep.rows[1:])  # a constant η cancels: A needs none
 
 
 def test_gap_maximality_on_a_rank_deficient_window_ignores_the_undefined_ratio():

@@ -36,6 +36,6 @@ __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
         "sketch_window_change", "WindowThesis", "gram_thesis", "window_thesis", "REGIMES", "eigenvalue_change",
         "eigen_gaps", "davis_kahan_alpha", "half_window_overlap", "adiabatic", "adiabatic_regime",
         "GapDynamics", "gap_dynamics", "BBP", "bbp_threshold", "GapMaximality", "gap_maximality",
-        "ModeImportance", "spectral_loss_decomposition", "ThesisReport", "run_thesis"),
+        "ModeImportance", "spectral_loss_decomposition", "ThesisReport", "run_thesis", "unit_lr_gram"),
     "modes": ("ModesConfig", "ModesResult", "run_modes", "analyze_modes", "read_snapshots"),
 })

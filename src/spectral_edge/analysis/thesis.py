@@ -23,12 +23,59 @@ and A is underestimated. Results say which one they used (``delta_g_method``).
 (λ_0 = +∞; beyond the window the operator has eigenvalue 0, so λ_{W+1} = 0 when
 ``include_zero``); gap_j = 0 gives α_j = 0.
 
-**Adiabatic parameter** ``A = ‖ΔG‖_F / (η·g²)`` with ‖ΔG‖_F as above (per sample interval),
-g = σ_{k*} − σ_{k*+1} (the row's ``gap``) and η the learning rate in force at the window's
-step (the last ``lr`` logged at or before it). Both ‖ΔG‖_F and g² scale as (update size)², so
-A ∝ 1/η: it is the relative change ‖ΔG‖_F/g² per unit learning rate (reported as ``A_eta``).
-Regimes (configurable): A < 0.1 plateau, 0.1 ≤ A ≤ 10 transition, A > 10 forgetting — one
-decade on either side of A = 1; no public reference fixes these numbers.
+**Adiabatic parameter** (issue 17). The thesis defines ``A = ‖ΔG‖_F/(η·g²)`` with A ≪ 1
+plateau, A ~ 1 transition, A ≫ 1 forgetting, and fixes nothing else. Choices, and why:
+
+- *G is the Gram of the per-unit-learning-rate updates* ``u_i = δ_i/η_i`` (η_i the learning
+  rate in force at update i; for SGD u is minus the minibatch gradient, for Adam the
+  preconditioned step). Then a schedule (warm-up, decay, a spike) that rescales the steps
+  without turning them does not register as a change of the operator: only what u does
+  counts. With a constant η, G_u = G_δ/η² and nothing below depends on the choice.
+- *ΔG* is the exact change of the window operator Σ_{i∈window} u_i u_iᵀ between the two
+  consecutive windows (one sample apart; see above), g = σ_{k*} − σ_{k*+1} the singular-value
+  gap of the same G at the edge (so g² has the units of G; this is the row's ``gap`` divided by
+  η), and A is reported per *sample interval* (``every`` optimizer steps; a history's rows).
+- *Where η goes.* Write τ = Σ η (gradient-flow time: the path θ(τ) does not depend on how a
+  step is split into η and u). One sample interval advances τ by Δτ = η·Δt and changes G_u by
+  ΔG = (dG_u/dτ)·Δτ, so the thesis' ``‖ΔG‖/(η g²)`` with ΔG per step is ``‖dG_u/dτ‖/g_u²``: a
+  rate per unit of τ, which carries the units of 1/η. It is *not* dimensionless: with the path
+  held fixed and η → cη (the loss divided by c, u → u/c) it changes to A/c — exactly the
+  ``A ∝ 1/η`` of the earlier implementation (a clean grokking run had A ≈ 400–10⁴ at
+  η = 10⁻³, "forgetting" in 29 of 30 windows). The dimensionless adiabatic ratio is that rate
+  times the time step the discrete dynamics actually takes, Δτ = ηΔt:
+
+      A = ‖dG_u/dτ‖_F·Δτ / g_u² = ‖ΔG_u‖_F / g_u²  (= ‖ΔG_δ‖_F / g_δ² when η is constant),
+
+  i.e. the thesis' formula with η measured in units of the step taken. It is unchanged when
+  η is rescaled with the path fixed, and when the parameters are rescaled (θ → sθ with
+  η → s²η, δ → sδ); tests/test_adiabatic.py checks both and a brute-force numpy version.
+- *Meaning.* The Davis–Kahan bound on the rotation of the edge subspace between consecutive
+  windows is ``sin∠ ≤ ‖ΔG‖/gap_λ`` with the eigenvalue gap gap_λ = g·(σ_{k*} + σ_{k*+1}) ≥ g²,
+  so A ≥ that bound: A ≪ 1 guarantees that the edge subspace is carried along (adiabatic),
+  A ≳ 1 gives no guarantee. This is the only scale A has; no cut-off is derived from it.
+
+**Measured** (benchmarks/adiabatic_regimes.py; modular addition p = 13, the TINY transformer,
+AdamW η = 5·10⁻³, wd = 1, batch 32, every = 10 steps, exact sketch, seeds 42–44, of which 42 and
+44 grok (steps 460, 2380) and 43 not within 3000; regions fixed before looking at A): median
+[25 %–75 %] (n windows), W = 3 | W = 5:
+
+- plateau (memorised, not generalised):  118 [63–216] (192)  |  143 [70–310] (188)
+- grokking transition (grok ± 60 steps): 67 [39–144] (26)    |  50 [41–68] (26)
+- after grokking, before the spike:      25 [17–103] (8)     |  26 [18–32] (8)
+- forgetting (η × 30 for 300 steps after grokking; test accuracy falls to ≤ 0.03):
+                                         5.4 [2.0–11] (60)   |  3.7 [2.2–10] (60)
+  (the same with wd ÷ 30 during the spike: 5.3 | 4.0, indistinguishable)
+- plateau without weight decay (never groks): 2.0 [0.9–3.5] (616) | 1.6 [0.7–2.7] (610)
+
+The ranges overlap for every pair (each regime spans ~0.2–10³ or more: g² in the denominator
+makes A heavy-tailed). Ranked, the order is the *reverse* of the thesis' (A ≪ 1 plateau,
+A ≫ 1 forgetting): P(A_plateau > A_forgetting) = 0.96 | 0.99, P(A_transition > A_forgetting)
+= 0.94 | 0.96, P(A_plateau > A_transition) = 0.64 | 0.79; and the two plateaus (wd = 1 and
+wd = 0) differ by ~60× (AUC 0.99 | 0.98), more than any two of the thesis' regimes. No value
+of A separates the three regimes, let alone at 0.1 / 1 / 10. **So the labels are not reported
+by default**: :func:`adiabatic_regime` labels A only from cut-offs the caller gives;
+``gram_thesis`` and ``run_thesis`` (and the CLI's ``--low/--high``) add labels only when both
+are given. (Small runs, two grokking seeds, one task: a statement about these runs.)
 
 **Gap dynamics**: midpoint finite differences ``ġ_{i+½} = (g_{i+1} − g_i)/(t_{i+1} − t_i)``
 (per optimizer step) against ``ḡ_{i+½} = (g_i + g_{i+1})/2``, least-squares line
@@ -102,39 +149,68 @@ def sketch_window_change(win: Any, W: int) -> float:
 
 @dataclass(frozen=True, eq=False)
 class WindowThesis:
-    """Exact thesis quantities of the newest window (from Gram matrices, not σ's)."""
+    """Exact thesis quantities of the newest window (from Gram matrices, not σ's), all of the Gram
+    of the per-unit-learning-rate updates u = δ/η (the raw updates' when no η is given)."""
 
     window: int
     k_star: int
-    gap: float  # σ_{k*} − σ_{k*+1}
-    delta_g: float  # exact ‖ΔG‖_F to the previous window
-    lam: np.ndarray = field(repr=False)  # (W,) λ of the current window
+    gap: float  # σ_{k*} − σ_{k*+1} of G_u
+    delta_g: float  # exact ‖ΔG_u‖_F to the previous window
+    lam: np.ndarray = field(repr=False)  # (W,) λ of the current window of G_u
     alpha: np.ndarray = field(repr=False)  # (W,) Davis–Kahan α_j
-    A: float
-    regime: str
+    A: float  # ‖ΔG_u‖_F / g²: dimensionless, per sample interval (module docs)
+    regime: str | None = None  # only with caller-given cut-offs (low, high)
     delta_g_method: str = DELTA_G_EXACT
 
 
+def unit_lr_gram(G: Any, lr: Any = None) -> np.ndarray:
+    """The Gram of the per-unit-learning-rate updates ``u_i = δ_i/η_i``: ``G_ij/(η_i η_j)`` from the
+    Gram of the raw updates; ``lr`` None (G unchanged), a constant η, or one η per update."""
+    G = np.asarray(G, dtype=np.float64)
+    if lr is None:
+        return G
+    eta = np.asarray(lr, dtype=np.float64)
+    if eta.ndim == 0:
+        eta = np.full(G.shape[0], float(eta))
+    if eta.shape != (G.shape[0],):
+        raise ConfigError(f"give one learning rate, or one per update ({G.shape[0]}), got shape {eta.shape}")
+    if not np.all(np.isfinite(eta) & (eta > 0)):
+        raise ConfigError(f"learning rates must be finite and > 0, got {eta.tolist()}")
+    return G / np.outer(eta, eta)
+
+
+def _check_cuts(low: float | None, high: float | None, flags: tuple[str, str] = ("low", "high")) -> bool:
+    if (low is None) != (high is None):
+        raise ConfigError(f"regime labels need both cut-offs: give {flags[0]} and {flags[1]}, or neither "
+                          "(no default is supported)")
+    return low is not None
+
+
 @renamed_kwargs(rule="kstar_rule")
-def gram_thesis(G_union: Any, lr: float, kstar_rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1, high: float = 10.0,
-                include_zero: bool = True) -> WindowThesis:
-    """From the (W+1, W+1) Gram of δ_{t−W…t}: window t = the last W, exact ‖ΔG‖_F, α_j, ``A = ‖ΔG‖_F/(η g²)``."""
+def gram_thesis(G_union: Any, lr: Any = None, kstar_rule: str = sp.DEFAULT_KSTAR_RULE, low: float | None = None,
+                high: float | None = None, include_zero: bool = True) -> WindowThesis:
+    """From the (W+1, W+1) Gram of the raw updates δ_{t−W…t} and their learning rates ``lr`` (a
+    constant, one per update, or None): window t = the last W, on the Gram of u = δ/η: exact
+    ‖ΔG‖_F, α_j, ``A = ‖ΔG‖_F/g²``; a regime label only when both cut-offs are given."""
     U = np.asarray(G_union, dtype=np.float64)
     if U.ndim != 2 or U.shape[0] != U.shape[1] or U.shape[0] < 3:
         raise ConfigError(f"need the (W+1, W+1) Gram of two consecutive windows (W ≥ 2), got shape {U.shape}")
+    labels = _check_cuts(low, high)
+    U = unit_lr_gram(U, lr)
     st = sp.window_stats(U[1:, 1:], kstar_rule)
     lam = st.sigma**2
     dg = consecutive_operator_change(U)
-    A = float(adiabatic(dg, lr, st.gap))
+    A = float(adiabatic(dg, st.gap))
     return WindowThesis(st.window, st.k_star, st.gap, dg, lam, davis_kahan_alpha(dg, lam, include_zero), A,
-                        str(adiabatic_regime(A, low, high)))
+                        str(adiabatic_regime(A, low, high)) if labels else None)
 
 
 @renamed_kwargs(rule="kstar_rule")
-def window_thesis(win: Any, W: int, lr: float, kstar_rule: str = sp.DEFAULT_KSTAR_RULE, low: float = 0.1,
-                  high: float = 10.0) -> WindowThesis:
+def window_thesis(win: Any, W: int, lr: Any = None, kstar_rule: str = sp.DEFAULT_KSTAR_RULE,
+                  low: float | None = None, high: float | None = None) -> WindowThesis:
     """:func:`gram_thesis` of the newest window of W updates held by a
-    :class:`~spectral_edge.stream.window.SketchWindow` (e.g. ``analyzer.windows[group]``)."""
+    :class:`~spectral_edge.stream.window.SketchWindow` (e.g. ``analyzer.windows[group]``); ``lr``
+    a constant or the W + 1 learning rates of δ_{t−W…t}."""
     return gram_thesis(win.union_gram(W), lr, kstar_rule, low, high)
 
 
@@ -183,19 +259,24 @@ def half_window_overlap(G: Any, j: int = 1) -> float:
 
 
 # ---------------------------------------------------------------------- adiabatic parameter
-def adiabatic(delta_norm: Any, lr: Any, gap: Any) -> np.ndarray:
-    """``A = ‖ΔG‖_F / (η·g²)`` elementwise (inf where η·g² = 0 < ‖ΔG‖; NaN where an input is NaN or 0/0)."""
+def adiabatic(delta_norm: Any, gap: Any) -> np.ndarray:
+    """``A = ‖ΔG‖_F / g²`` elementwise, ΔG and g of the same (per-unit-lr) Gram, per sample interval
+    (module docs: the thesis' ‖ΔG‖/(η g²) with η in units of the step taken); inf where
+    g = 0 < ‖ΔG‖, NaN where an input is NaN or 0/0. (Until issue 17 this was
+    ``adiabatic(delta_norm, lr, gap)`` = ‖ΔG‖/(η g²), which scaled as 1/η.)"""
     d = np.asarray(delta_norm, dtype=np.float64)
-    den = np.asarray(lr, dtype=np.float64) * np.asarray(gap, dtype=np.float64) ** 2
+    den = np.asarray(gap, dtype=np.float64) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(den > 0, d / np.where(den > 0, den, 1.0), np.where(d > 0, np.inf, np.nan))
     return np.where(np.isnan(den) | np.isnan(d), np.nan, out)
 
 
-def adiabatic_regime(A: Any, low: float = 0.1, high: float = 10.0) -> np.ndarray:
-    """``plateau`` if A < low, ``transition`` if low ≤ A ≤ high, ``forgetting`` if A > high, ``unknown`` if NaN."""
-    if not 0 < low <= high:
-        raise ConfigError(f"regime cut-offs need 0 < low ≤ high, got low={low}, high={high}")
+def adiabatic_regime(A: Any, low: float, high: float) -> np.ndarray:
+    """``plateau`` if A < low, ``transition`` if low ≤ A ≤ high, ``forgetting`` if A > high, ``unknown``
+    if NaN. The cut-offs are required: no default is supported by the sources or by our
+    measurements (module docs), so a label is only as good as the caller's cut-offs."""
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        raise ConfigError(f"regime cut-offs need 0 < low ≤ high, got low={low:g}, high={high:g}")
     a = np.asarray(A, dtype=np.float64)
     out = np.where(a < low, "plateau", np.where(a <= high, "transition", "forgetting")).astype(object)
     out[np.isnan(a)] = "unknown"
@@ -419,14 +500,15 @@ def spectral_loss_decomposition(
 # ---------------------------------------------------------------------- run-level report
 @dataclass(frozen=True)
 class ThesisReport:
-    """Per-window thesis quantities of one (W, group) and their summaries."""
+    """Per-window thesis quantities of one (W, group) and their summaries. ``low``/``high`` and
+    ``regime_counts`` are set only when the caller gave both cut-offs (no default is supported)."""
 
     window: int
     group: str
     rows: tuple[dict[str, Any], ...] = field(repr=False)
     delta_g_method: str
-    low: float
-    high: float
+    low: float | None
+    high: float | None
     regime_counts: Mapping[str, int]
     a_median: float
     alpha_kstar_median: float
@@ -435,14 +517,18 @@ class ThesisReport:
     maximal_fraction: float
     lr_source: str
     notes: tuple[str, ...] = ()
+    a_quantiles: tuple[float, float, float, float] = (math.nan,) * 4  # min, 25 %, 75 %, max of the finite A
 
     def to_dict(self) -> dict[str, Any]:
         b = self.bbp
+        q = self.a_quantiles
         return {
             "window": self.window, "group": self.group, "rows": len(self.rows),
             "delta_g_method": self.delta_g_method, "lr_source": self.lr_source,
-            "A_median": self.a_median, "A_low": self.low, "A_high": self.high,
-            "regimes": dict(self.regime_counts), "alpha_kstar_median": self.alpha_kstar_median,
+            "A_median": self.a_median, "A_min": q[0], "A_q25": q[1], "A_q75": q[2], "A_max": q[3],
+            "A_low": self.low, "A_high": self.high,
+            "regimes": dict(self.regime_counts) if self.low is not None else None,
+            "alpha_kstar_median": self.alpha_kstar_median,
             "gap_slope": self.gap.slope, "gap_intercept": self.gap.intercept, "gap_r2": self.gap.r2, "gap_n": self.gap.n,
             "n_parameters": None if b is None else b.n_parameters,
             "noise_floor": None if b is None else b.noise_floor,
@@ -457,13 +543,20 @@ class ThesisReport:
 
 
 def run_thesis(data: Any, window: int | None = None, group: str | None = None, *, lr: float | None = None,
-               n_parameters: int | None = None, low: float = 0.1, high: float = 10.0,
+               n_parameters: int | None = None, low: float | None = None, high: float | None = None,
                include_zero: bool = True) -> ThesisReport:
     """Thesis quantities per window of one (W, group) of a run (a :class:`~.series.RunData` or a path),
-    with ‖ΔG‖_F from eigenvalue changes (the only option from stored σ's; see module docs)."""
+    with ‖ΔG‖_F from eigenvalue changes (the only option from stored σ's; see module docs).
+
+    A = ‖Δλ_u‖/g_u² uses the spectra per unit learning rate (σ/η with η in force at the row; a
+    constant η cancels, so A needs no η then); the rows' ``delta_g``, ``gap`` and α are of the raw
+    updates. Regime labels (``regime``) only when both ``low`` and ``high`` are given."""
     from ..io.run import RunData, load_run
     from .series import values_at
 
+    labels = _check_cuts(low, high, ("--low", "--high"))
+    if labels:
+        adiabatic_regime(np.nan, low, high)  # type: ignore[arg-type]  # checks the cut-offs before loading
     if not isinstance(data, RunData):
         data = load_run(data)
     df = data.rows(window, group)
@@ -486,11 +579,14 @@ def run_thesis(data: Any, window: int | None = None, group: str | None = None, *
         if lrs is None:
             eta = np.full(steps.size, np.nan)
             lr_source = "none"
-            notes.append("no learning rate logged: A is undefined; give one with --lr 1e-3 (a constant η), "
-                         "or --val FILE.csv with columns step,lr, or log it in the history (Monitor.log(lr=...))")
+            notes.append("no learning rate logged: A assumes a constant η (--lr changes nothing then; a schedule "
+                         "would count as a change of G): give the schedule with --val FILE.csv (columns step,lr) "
+                         "or log it in the history (Monitor.log(lr=...))")
         else:
             eta = values_at(lrs, steps)
             lr_source = "log"
+    # per-unit-lr spectra: σ_u = σ/η (η ≡ 1 where unknown: a constant η cancels in A)
+    scale = np.where(np.isfinite(eta) & (eta > 0), eta, 1.0)
     if n_parameters is not None and int(n_parameters) < 1:
         raise ConfigError(f"--n-parameters must be a parameter count ≥ 1, got {n_parameters}")
     P = data.n_parameters if n_parameters is None else int(n_parameters)
@@ -507,16 +603,18 @@ def run_thesis(data: Any, window: int | None = None, group: str | None = None, *
         s = S[i]
         lam = s**2
         ok = bool(np.all(np.isfinite(s)))
-        dg = eigenvalue_change(S[i - 1] ** 2, lam) if i > 0 and ok and np.all(np.isfinite(S[i - 1])) else np.nan
+        prev_ok = i > 0 and ok and bool(np.all(np.isfinite(S[i - 1])))
+        dg = eigenvalue_change(S[i - 1] ** 2, lam) if prev_ok else np.nan
+        dg_u = eigenvalue_change((S[i - 1] / scale[i - 1]) ** 2, (s / scale[i]) ** 2) if prev_ok else np.nan
         k = int(ks[i]) if np.isfinite(ks[i]) else 0
         alphas = davis_kahan_alpha(dg, lam, include_zero) if ok and np.isfinite(dg) else np.full(W, np.nan)
-        A = float(adiabatic(dg, eta[i], gaps[i]))
+        A = float(adiabatic(dg_u, gaps[i] / scale[i]))
         row: dict[str, Any] = {"step": int(steps[i]), "window": W, "group": g, "k_star": k, "gap": float(gaps[i]),
                                "gap_ratio": float(df["gap_ratio"].iloc[i]) if "gap_ratio" in df.columns else np.nan,
-                               "lr": float(eta[i]), "delta_g": float(dg),
-                               "A_eta": float(dg / gaps[i] ** 2) if gaps[i] > 0 else np.nan,
-                               "A": A, "regime": str(adiabatic_regime(A, low, high)),
+                               "lr": float(eta[i]), "delta_g": float(dg), "A": A,
                                "alpha_kstar": float(alphas[k - 1]) if 1 <= k <= W else np.nan}
+        if labels:
+            row["regime"] = str(adiabatic_regime(A, low, high))  # type: ignore[arg-type]
         if 1 <= k <= W:
             alpha_k.append(row["alpha_kstar"])
         for j in range(W):
@@ -529,10 +627,13 @@ def run_thesis(data: Any, window: int | None = None, group: str | None = None, *
             row.update(gap_maximal=gm.is_maximal, gap_margin=gm.margin)
             maximal.append(gm.is_maximal)
         rows.append(row)
-    regimes = [r["regime"] for r in rows]
-    counts = {name: regimes.count(name) for name in REGIMES if regimes.count(name)}
+    counts: dict[str, int] = {}
+    if labels:
+        regimes = [r["regime"] for r in rows]
+        counts = {name: regimes.count(name) for name in REGIMES if regimes.count(name)}
     a_vals = np.array([r["A"] for r in rows], dtype=np.float64)
     finite_a = a_vals[np.isfinite(a_vals)]
+    quant = tuple(float(x) for x in np.quantile(finite_a, [0, 0.25, 0.75, 1])) if finite_a.size else (math.nan,) * 4
     last_ok = [i for i in range(steps.size) if np.all(np.isfinite(S[i]))]
     bbp = bbp_threshold(S[last_ok[-1]], P) if (P is not None and last_ok) else None
     ak = np.asarray(alpha_k, dtype=np.float64)
@@ -542,7 +643,7 @@ def run_thesis(data: Any, window: int | None = None, group: str | None = None, *
         alpha_kstar_median=float(np.nanmedian(ak)) if np.any(np.isfinite(ak)) else float("nan"),
         gap=gap_dynamics(steps, gaps), bbp=bbp,
         maximal_fraction=float(np.mean(maximal)) if maximal else float("nan"),
-        lr_source=lr_source, notes=tuple(notes))
+        lr_source=lr_source, notes=tuple(notes), a_quantiles=quant)  # type: ignore[arg-type]
 
 
 def _col(df: Any, name: str, S: np.ndarray) -> np.ndarray:

@@ -273,15 +273,16 @@ def thesis(
     stream: str = typer.Option("sed", "--stream", help="History rows to read: sed or grad."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate η (default: the logged lr at each step)."),
     n_parameters: Optional[int] = typer.Option(None, "--n-parameters", "-P", help="P for the BBP threshold (default: from the history)."),
-    low: float = typer.Option(0.1, "--low", help="A below this: plateau."),
-    high: float = typer.Option(10.0, "--high", help="A above this: forgetting."),
+    low: Optional[float] = typer.Option(None, "--low", help="Label windows: A below this: plateau (with --high; "
+                                        "no default cut-off is supported, so none is applied)."),
+    high: Optional[float] = typer.Option(None, "--high", help="Label windows: A above this: forgetting (with --low)."),
     val: Optional[Path] = typer.Option(None, "--val", help="CSV with step and metric columns (e.g. lr) to merge."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Per-window rows: .csv, .parquet or .jsonl."),
     overwrite: bool = _OVERWRITE_OPT,
     as_json: bool = _JSON_OPT,
     quiet: bool = _QUIET_OPT,
 ) -> None:
-    """Adiabatic parameter A and its regime, Davis–Kahan stability, gap dynamics, BBP threshold."""
+    """Adiabatic parameter A, Davis–Kahan stability, gap dynamics, BBP threshold."""
     from ..analysis.thesis import run_thesis
 
     data, g = _load(run, val, stream, group, {"--out": out}, overwrite)
@@ -293,15 +294,23 @@ def thesis(
     if as_json:
         echo_json({"source": str(run), "group": g, "results": summaries, "out": written})
     elif not quiet:
-        rows = [[s["window"], s["A_median"], _dominant(s["regimes"]), s["alpha_kstar_median"],
+        rows = [[s["window"], s["A_median"], f"{_fmt(s['A_q25'], 3)}–{_fmt(s['A_q75'], 3)}", s["alpha_kstar_median"],
                  s["gap_slope"], s["gap_r2"], s["d_crit"], s["n_detectable"], s["maximal_fraction"]] for s in summaries]
-        cols = ["W", "A med", "regime", "α(k*)", "ġ slope", "R²", "d_crit", "det.", "max"]
+        cols = ["W", "A med", "A 25–75%", "α(k*)", "ġ slope", "R²", "d_crit", "det.", "max"]
+        if low is not None:
+            rows = [r[:3] + [_dominant(s["regimes"])] + r[3:] for r, s in zip(rows, summaries)]
+            cols = cols[:3] + ["regime"] + cols[3:]
         notes = sorted({n for s in summaries for n in s["notes"]})
-        foot = [f"‖ΔG‖: {reports[0].delta_g_method}; A = ‖ΔG‖/(η g²): < {low:g} plateau, ≤ {high:g} transition, "
-                "above forgetting; α(k*): median Davis–Kahan stability at k*; ġ = dg/dt = a + slope·g; "
+        foot = [f"‖ΔG‖: {reports[0].delta_g_method}; A = ‖ΔG‖/g² per sample interval, of the updates per unit "
+                "learning rate (the thesis' ‖ΔG‖/(η g²) with η in units of the step; invariant to rescaling η); "
+                "α(k*): median Davis–Kahan stability at k*; ġ = dg/dt = a + slope·g; "
                 "det.: modes above the BBP threshold d_crit (last window); max: fraction of windows where k* "
                 "has the largest ratio"]
-        foot += [f"W={s['window']} ({s['rows']} windows): " + ", ".join(f"{k} {v}" for k, v in s["regimes"].items()) for s in summaries]
+        if low is not None:
+            foot.append(f"regime from your cut-offs (no default is supported): A < {low:g} plateau, ≤ {high:g} "
+                        "transition, above forgetting")
+            foot += [f"W={s['window']} ({s['rows']} windows): " + ", ".join(f"{k} {v}" for k, v in s["regimes"].items())
+                     for s in summaries]
         foot += [f"note: {n}" for n in notes]
         if written:
             foot.append(f"rows → {written}")
