@@ -116,7 +116,6 @@ def test_thesis_json_and_out(hist, tmp_path):
     assert sum(r10["regimes"].values()) == 140
     tab = read_table(out)
     assert len(tab) == 280 and {"A", "regime", "alpha_kstar", "delta_g", "d_crit", "alpha_10"} <= set(tab.columns)
-    ok = tab.dropna(subset=["A"])
     # A of the per-unit-lr spectra σ/η (the fixture has an lr schedule), from the history by hand
     sed = pd.read_json(hist, lines=True)
     sed = sed[(sed["kind"] == "sed") & (sed["window"] == 10)].sort_values("step")

@@ -8,7 +8,7 @@ data (the commutator defect, gradient-SED) use the same ``sample_batch`` and ``l
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec

@@ -149,9 +149,6 @@ def edge_section(run: RunView, facts: Facts) -> Section:
     return Section("edge", title, caption=caption, svg=svg)
 
 
-_NAMES = {"train": "training", "test": "test", "val": "validation", "eval": "evaluation"}
-
-
 def _series_words(cols: list[str]) -> str:
     """'train loss (dashed), eval loss (solid)' for the columns drawn."""
     return ", ".join(f"{c.replace('_', ' ')} ({'dashed' if line_style(c)['ls'] == '--' else 'solid'})" for c in cols)
