@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..experiments.config import RunConfig
 from ..experiments.suite import SEEDS, SuiteRun, grokking_suite
 from .claims import Claim
@@ -56,6 +57,9 @@ DYCK_BUDGET = 6000
 #: 0.956–0.986 (baselines, seeds 42, 137, 2024) and never reaches 0.99, so we keep ten in a row at the
 #: grokking suite's Dyck threshold, 0.95
 CRITERIA = {"modular": (0.98, 3, 100), "dyck": (0.95, 10, 25)}
+#: steps an arm runs on after the runner first sees the threshold: room for the criterion's evaluations in a
+#: row even when accuracy dips (Dyck hovers near 0.95 for hundreds of steps before ten in a row)
+STOP_MARGIN = {"modular": 500, "dyck": 1000}
 #: a change of the median grok step within ±15% of the baseline counts as "no effect"
 NO_EFFECT = 0.15
 #: a rank-3 speed-up is "specific to the SED subspace" when keep-SED beats keep-random by more than this factor
@@ -90,7 +94,7 @@ def _arm_config(base: RunConfig, intervention: Mapping[str, Any] | None, budget:
     then long enough for the criterion's evaluations in a row (plus two), or at ``budget``."""
     threshold, consecutive, every = CRITERIA[task]
     return replace(base, probes={}, snapshots=0, checkpoint_every=0, steps=budget, eval_every=every,
-                   grok_threshold=threshold, stop_margin=every * (consecutive + 2),
+                   grok_threshold=threshold, stop_margin=STOP_MARGIN[task],
                    intervention=dict(intervention) if intervention else None)
 
 
@@ -190,10 +194,13 @@ def measure(out: str | Path, runs: Sequence[SuiteRun]) -> list[dict[str, Any]]:
             continue
         task = r.config.task
         iv = r.config.intervention
-        arm = "baseline" if iv is None else (project_arm(iv.get("strength", 0.5)) if iv["kind"] == "project"
-                                             else iv["kind"])
+        arm = "baseline" if iv is None else r.name.split(f"-s{r.config.seed}-", 1)[1]  # the plan's arm name
         grok, last = grok_of(folder, task)
         summary = json.loads((folder / "summary.json").read_text())
+        if grok is None and summary.get("stopped_early"):
+            raise ConfigError(f"{folder}: the run stopped early but never met the grok criterion of {task} "
+                              f"({CRITERIA[task][0]} × {CRITERIA[task][1]}); its stop margin is too short — train "
+                              "it again")
         steps, acc = curve_of(folder)
         rows.append({"run": r.name, "task": task, "seed": r.config.seed, "arm": arm, "grok": grok,
                      "budget": r.config.steps, "last_eval": last, "seconds": summary.get("wall_seconds"),
