@@ -70,6 +70,30 @@ def test_modular_aliases_and_errors() -> None:
         modular.make_modular("add", 7, train_frac=1.0)
 
 
+@pytest.mark.parametrize("op,p,val_frac", [("add", 97, 0.25), ("mul", 23, 0.1), ("x3xy", 11, 0.3)])
+def test_modular_three_way_split(op: str, p: int, val_frac: float) -> None:
+    two = modular.make_modular(op, p=p, seed=5)
+    three = modular.make_modular(op, p=p, seed=5, val_frac=val_frac)
+    # the training pairs do not depend on the validation split (the trajectory is the same)
+    assert torch.equal(two.train_x, three.train_x) and torch.equal(two.train_y, three.train_y)
+    n = len(two.train_x) + len(two.test_x)
+    assert len(three.val_x) == int(val_frac * n) > 0
+    # validation and test partition the held-out pairs, in the two-way split's order
+    assert torch.equal(torch.cat([three.val_x, three.test_x]), two.test_x)
+    keys = [set(map(tuple, x.tolist())) for x in (three.train_x, three.val_x, three.test_x)]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    assert torch.equal(three.val_y, modular.modular_labels(op, three.val_x, p))
+    assert len(two.val_x) == 0 and two.val_frac == 0.0
+
+
+def test_modular_three_way_split_errors() -> None:
+    for bad in (-0.1, 0.5, 0.7):
+        with pytest.raises(ConfigError, match="val_frac"):
+            modular.make_modular("add", p=11, val_frac=bad)
+    with pytest.raises(ConfigError, match="empty split"):
+        modular.make_modular("add", p=3, train_frac=0.5, val_frac=0.05)  # 9 pairs: no validation pair
+
+
 def test_multitask_labels() -> None:
     p = 13
     d = modular.make_multitask_modular(("add", "mul", "x2y2"), p=p, seed=0)

@@ -60,6 +60,17 @@ def _classify(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: i
     return total_loss / max(count, 1), correct / max(count, 1)
 
 
+def _evaluate_splits(m: torch.nn.Module, data: Any) -> dict[str, float]:
+    """Loss and accuracy on the train and test splits, and on the validation split when the
+    data has one (``val_loss``, ``val_acc``: what a validation-based alarm reads)."""
+    trl, tra = _classify(m, data.train_x, data.train_y)
+    tel, tea = _classify(m, data.test_x, data.test_y)
+    res = {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+    if len(getattr(data, "val_x", ())):
+        res["val_loss"], res["val_acc"] = _classify(m, data.val_x, data.val_y)
+    return res
+
+
 def _modular(cfg: RunConfig) -> Workload:
     from ..models.transformer import GrokTransformer, TransformerConfig
     from ..tasks.modular import make_modular, sample_batch
@@ -70,16 +81,15 @@ def _modular(cfg: RunConfig) -> Workload:
     model = GrokTransformer(mcfg)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        trl, tra = _classify(m, data.train_x, data.train_y)
-        tel, tea = _classify(m, data.test_x, data.test_y)
-        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+        return _evaluate_splits(m, data)
 
+    val = f" / {len(data.val_x)} validation" if len(data.val_x) else ""
     return Workload(
         model=model,
         sample_batch=lambda g, n: sample_batch(data.train_x, data.train_y, batch_size=n, generator=g),
         loss=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
         evaluate=evaluate,
-        description=f"{cfg.op} mod {cfg.modulus}, {len(data.train_x)} train / {len(data.test_x)} test pairs",
+        description=f"{cfg.op} mod {cfg.modulus}, {len(data.train_x)} train{val} / {len(data.test_x)} test pairs",
     )
 
 
@@ -128,9 +138,7 @@ def _dyck(cfg: RunConfig) -> Workload:
     model = GrokTransformer(mcfg)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        trl, tra = _classify(m, data.train_x, data.train_y)
-        tel, tea = _classify(m, data.test_x, data.test_y)
-        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+        return _evaluate_splits(m, data)
 
     def loss(m: torch.nn.Module, b: Batch) -> torch.Tensor:
         logits = m(b[0])

@@ -91,7 +91,7 @@ class BackboneProbe(Probe):
 
     name = "backbone"
 
-    def __init__(self, model: torch.nn.Module | None = None, *, every: int = 100, window: int = 20,
+    def __init__(self, model: torch.nn.Module | None = None, *, every: Any = 100, window: int = 20,
                  reference: str = "init", sketch: SketchSpec | str = "exact", selection: Selection | None = None,
                  optimizer: torch.optim.Optimizer | None = None, start_step: int = 0, name: str = "backbone"):
         super().__init__(every)

@@ -1,6 +1,8 @@
 """The probe protocol: a measurement the monitor runs on its own schedule.
 
-A probe is a small object with a cadence (``every`` optimizer steps), a ``run`` that returns
+A probe is a small object with a cadence (``every``: N optimizer steps, or a schedule such as
+``[(1000, 10), (None, 100)]``, dense early; see :class:`~spectral_edge.stream.cadence.Cadence`;
+0 switches it off), a ``run`` that returns
 a flat mapping of numbers, and optional resumable state. The monitor writes each result as a
 ``probe`` row of the history and forwards it to the loggers as ``probe/<name>/<key>``.
 Probes must not change the model, its gradients, the optimizer or any global RNG; each
@@ -13,6 +15,7 @@ a probe can be run by hand with ``probe.run(ProbeContext(step, model=model))``.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+    from ..stream.cadence import CadenceSpec
 
     from ..functional.sketch import SketchSpec
     from ..stream.window import SketchWindow
@@ -56,12 +61,27 @@ class Probe(ABC):
 
     name: str = "probe"
 
-    def __init__(self, every: int = 100):
-        self.every = int(every)
+    def __init__(self, every: "CadenceSpec" = 100):
+        self.every = every
+
+    @property
+    def every(self) -> Any:
+        """The cadence as recorded: an int N (0: off) or a schedule ``[[until, every], …]``."""
+        return self._every
+
+    @every.setter
+    def every(self, value: "CadenceSpec") -> None:
+        from ..stream.cadence import Cadence
+
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) == 0:
+            self._cadence, self._every = None, 0  # switched off
+            return
+        self._cadence = Cadence(value, name=f"{self.name} probe: every")
+        self._every = self._cadence.record()
 
     def should_run(self, step: int) -> bool:
-        """True on the probe's schedule (every ``every`` optimizer steps)."""
-        return self.every > 0 and step % self.every == 0
+        """True on the probe's cadence (every N optimizer steps, or its schedule)."""
+        return self._cadence is not None and self._cadence(step)
 
     @abstractmethod
     def run(self, ctx: ProbeContext) -> Mapping[str, Any]:

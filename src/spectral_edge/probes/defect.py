@@ -86,7 +86,7 @@ class CommutatorDefectProbe(Probe):
 
     def __init__(self, data: Sequence[torch.Tensor] | None = None, *, model: torch.nn.Module | None = None,
                  loss_fn: LossFn | None = None, batch_fn: Callable[[torch.Generator], Any] | None = None,
-                 every: int = 100, eta: float = 1e-3, batch_size: int = 512, n_samples: int = 5, seed: int = 0,
+                 every: Any = 100, eta: float = 1e-3, batch_size: int = 512, n_samples: int = 5, seed: int = 0,
                  deterministic: bool = True, subspace: SubspaceSource = None, n_random: int = 20,
                  dtype: torch.dtype | None = None, name: str = "defect"):
         super().__init__(every)

@@ -104,7 +104,7 @@ class GradientSEDProbe(Probe):
 
     def __init__(self, data: Sequence[torch.Tensor] | None = None, *, model: torch.nn.Module | None = None,
                  loss_fn: LossFn | None = None, batch_fn: Callable[[torch.Generator], Any] | None = None,
-                 every: int = 100, window: int = 10, batch_size: int = 512, seed: int = 0,
+                 every: Any = 100, window: int = 10, batch_size: int = 512, seed: int = 0,
                  sketch: SketchSpec | str = "exact", selection: Selection | None = None, n_top: int = 3,
                  n_random: int = 16, kstar_rule: str = DEFAULT_KSTAR_RULE, sensitivity: str = "fixed",
                  curvature: bool = False, compare_updates: bool = True, name: str = "grad_sed"):

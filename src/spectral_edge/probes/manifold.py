@@ -75,7 +75,7 @@ class ExecutionManifoldProbe(Probe):
 
     name = "manifold"
 
-    def __init__(self, model: torch.nn.Module | None = None, *, every: int = 100, selection: Selection | None = None,
+    def __init__(self, model: torch.nn.Module | None = None, *, every: Any = 100, selection: Selection | None = None,
                  n_components: int = 2, null_trials: int = 10, seed: int = 0, max_snapshots: int | None = None,
                  dtype: torch.dtype = torch.float32, per_matrix: bool = True, start_step: int = 0,
                  name: str = "manifold"):

@@ -10,7 +10,10 @@ parameters.
 
 Split: all admissible pairs (``mul`` drops a = 0 and b = 0, so that every a has an
 inverse) are shuffled by a generator seeded with ``seed`` and the first
-``int(train_frac · N)`` go to training. The authors shuffled with Python's ``random``; we
+``int(train_frac · N)`` go to training. ``val_frac`` > 0 makes it a three-way split: the next
+``int(val_frac · N)`` pairs are a validation split and the rest the test split, so that an
+alarm can read a validation loss that is disjoint from the pairs whose accuracy defines the
+grok step. The training pairs (and so the training trajectory) do not depend on ``val_frac``. The authors shuffled with Python's ``random``; we
 use ``numpy.random.default_rng(seed)``, so the split is deterministic but not theirs
 bit-for-bit.
 
@@ -22,7 +25,7 @@ dual-task (add + mul) and tri-task (add + mul + x²+y²) runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -98,20 +101,25 @@ def modular_pairs(p: int, nonzero: bool = False) -> torch.Tensor:
     return torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)  # (N, 2)
 
 
-def _split(n: int, train_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded permutation of range(n) cut at int(train_frac · n): (train idx, test idx)."""
+def _split(n: int, train_frac: float, seed: int, val_frac: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded permutation of range(n) cut at int(train_frac · n) and int(val_frac · n) after it:
+    (train idx, validation idx (empty when val_frac = 0), test idx)."""
     if not 0.0 < train_frac < 1.0:
         raise ConfigError(f"train_frac must lie in (0, 1), got {train_frac}")
+    if not 0.0 <= val_frac < 1.0 or train_frac + val_frac >= 1.0:
+        raise ConfigError(f"val_frac must lie in [0, 1 − train_frac) = [0, {1 - train_frac:g}), got {val_frac}")
     perm = np.random.default_rng(seed).permutation(n)
     n_train = int(train_frac * n)
-    if n_train == 0 or n_train == n:
-        raise ConfigError(f"train_frac={train_frac} leaves an empty split of {n} examples")
-    return perm[:n_train], perm[n_train:]
+    n_val = int(val_frac * n)
+    if n_train == 0 or n_train + n_val >= n or (val_frac > 0 and n_val == 0):
+        raise ConfigError(f"train_frac={train_frac}, val_frac={val_frac} leave an empty split of {n} examples")
+    return perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
 
 
 @dataclass(frozen=True)
 class ModularData:
-    """One operation's train/test split. Inputs are ``[a, b]`` token ids; labels op(a, b) mod p."""
+    """One operation's train/(validation/)test split. Inputs are ``[a, b]`` token ids; labels
+    op(a, b) mod p. ``val_x``/``val_y`` are empty (0 rows) without a validation split."""
 
     train_x: torch.Tensor  # (N_train, 2) int64
     train_y: torch.Tensor  # (N_train,) int64
@@ -121,6 +129,9 @@ class ModularData:
     p: int
     train_frac: float
     seed: int
+    val_x: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.long))  # (N_val, 2) int64
+    val_y: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # (N_val,) int64
+    val_frac: float = 0.0
 
     @property
     def vocab_size(self) -> int:
@@ -147,14 +158,16 @@ class MultitaskModularData:
     seed: int
 
 
-def make_modular(op: str = "add", p: int = 97, train_frac: float = 0.5, seed: int = 42) -> ModularData:
-    """Seeded train/test split of all pairs with labels op(a, b) mod p (mul: a, b ≠ 0)."""
+def make_modular(op: str = "add", p: int = 97, train_frac: float = 0.5, seed: int = 42,
+                 val_frac: float = 0.0) -> ModularData:
+    """Seeded train/test split of all pairs with labels op(a, b) mod p (mul: a, b ≠ 0);
+    ``val_frac`` > 0 carves a validation split out of the held-out pairs (see the module docs)."""
     name = canonical_op(op)
     pairs = modular_pairs(p, nonzero=name in NONZERO_OPERATIONS)  # (N, 2)
-    tr, te = _split(len(pairs), train_frac, seed)
-    x_tr, x_te = pairs[torch.from_numpy(tr)], pairs[torch.from_numpy(te)]
+    tr, va, te = _split(len(pairs), train_frac, seed, val_frac)
+    x_tr, x_va, x_te = (pairs[torch.from_numpy(i)] for i in (tr, va, te))
     return ModularData(x_tr, modular_labels(name, x_tr, p), x_te, modular_labels(name, x_te, p),
-                       name, p, train_frac, seed)
+                       name, p, train_frac, seed, x_va, modular_labels(name, x_va, p), float(val_frac))
 
 
 def make_multitask_modular(ops: Sequence[str] = ("add", "mul"), p: int = 97, train_frac: float = 0.5,
@@ -164,7 +177,7 @@ def make_multitask_modular(ops: Sequence[str] = ("add", "mul"), p: int = 97, tra
     if not names or len(set(names)) != len(names):
         raise ConfigError(f"ops must be a non-empty list of distinct operations, got {list(ops)}")
     pairs = modular_pairs(p, nonzero=any(n in NONZERO_OPERATIONS for n in names))  # (N, 2)
-    tr, te = _split(len(pairs), train_frac, seed)
+    tr, _, te = _split(len(pairs), train_frac, seed)
     x_tr, x_te = pairs[torch.from_numpy(tr)], pairs[torch.from_numpy(te)]
     y_tr = torch.stack([modular_labels(n, x_tr, p) for n in names], dim=1)  # (N_train, K)
     y_te = torch.stack([modular_labels(n, x_te, p) for n in names], dim=1)  # (N_test, K)
