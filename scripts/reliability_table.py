@@ -26,6 +26,7 @@ TITLES = {
     "test_badinput_modes": "Functional modes (`modes`)",
     "test_badinput_remote": "Stores, Hub revisions and workers (`analyze s3://…`, `hf://…`, `--workers`, `--resume`)",
     "test_badinput_interventions": "Interventions (`grok`/`run` `--intervention`, `--basis-from`, `[intervention]`)",
+    "test_badinput_alarms": "Alarms (`replay`, `grok`/`run` `--alarm`, `alarm =`, `--val-frac`, probe schedules)",
 }
 
 

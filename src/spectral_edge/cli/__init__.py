@@ -14,6 +14,7 @@ from . import analyses as _analyses  # noqa: F401,E402  (registers phases, coupl
 from . import report as _report  # noqa: F401,E402  (registers report, compare)
 from . import reproduce as _reproduce  # noqa: F401,E402  (registers reproduce trajectories, grokking)
 from . import modes as _modes  # noqa: F401,E402  (registers `modes`)
+from . import alarms as _alarms  # noqa: F401,E402  (registers `replay`)
 
 
 def main(argv: list[str] | None = None) -> None:

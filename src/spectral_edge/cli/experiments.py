@@ -22,6 +22,15 @@ STRENGTH_HELP = ("Strength: s of project/penalty/keep/remove (papers: 0.5; rank-
                  "kick's α (10); 0 changes nothing.")
 START_HELP = "First optimizer step the intervention acts on (default 500; the rank-k kinds: 0)."
 BASIS_FROM_HELP = "A finished baseline run folder; its execution basis B (top-2 PCs per attention matrix)."
+ALARM_HELP = ("Grokking alarm: recommended | geometry | paper | validation | none (default: the default alarm; "
+              "summary.json records which one set warning_step).")
+
+
+def alarm_setting(alarm: Optional[str]) -> bool | str:
+    """RunConfig.alarm from ``--alarm``: None → True (the default), ``none`` → False, else the name."""
+    if alarm is None:
+        return True
+    return False if alarm == "none" else alarm
 
 
 def intervention_table(base: dict[str, Any] | None, kind: Optional[str], strength: Optional[float],
@@ -74,7 +83,8 @@ def print_run_summary(s: dict[str, Any], out: Path) -> None:
     t.add_row("steps", f"{s['steps_run']}" + (" (stopped after grokking)" if s.get("stopped_early") else ""))
     t.add_row("grok step (test acc ≥ 0.9)", str(s["grok_step"]))
     t.add_row("grok step (≥ 0.98 three times)", str(s.get("grok_step_098x3")))
-    t.add_row("warning step", str(s["warning_step"]) + (f" (lead {s['lead']} steps)" if s.get("lead") is not None else ""))
+    t.add_row("warning step", str(s["warning_step"]) + (f" (lead {s['lead']} steps)" if s.get("lead") is not None else "")
+              + (f" · alarm: {s['alarm']}" if s.get("alarm") else ""))
     t.add_row("final test acc", f"{s['final_test_acc']:.4f}")
     t.add_row("wall time", f"{s['wall_seconds']:.1f} s")
     t.add_row("history", str(out / s["history"]))
@@ -120,6 +130,10 @@ def grok(
     window: list[str] = typer.Option(["10"], "--window", "-w", help="Window size(s) W."),
     sketch: str = typer.Option("auto", "--sketch", help="auto | exact | fold | gaussian | countsketch."),
     defect: bool = typer.Option(True, "--defect/--no-defect", help="Run the commutator-defect probe (every 100 steps)."),
+    alarm: Optional[str] = typer.Option(None, "--alarm", help=ALARM_HELP + " The probes it reads are added."),
+    val_frac: float = typer.Option(0.0, "--val-frac", min=0.0, max=1.0,
+                                   help="Carve a validation split of this share of all pairs out of the held-out "
+                                        "ones (what the validation and recommended alarms read); 0: none."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     intervention: Optional[str] = typer.Option(None, "--intervention", help=INTERVENTION_HELP),
     strength: Optional[float] = typer.Option(None, "--strength", help=STRENGTH_HELP),
@@ -135,10 +149,20 @@ def grok(
     """Train the papers' modular-arithmetic transformer on one operation; write DIR/summary.json."""
     from ..experiments.config import RunConfig
 
-    probes = {"defect": {"every": 100}} if defect else {}
+    from ..detectors.alarm import ALARM_PROBES
+
+    probes: dict[str, Any] = {"defect": {"every": 100}} if defect else {}
+    if alarm is not None and alarm in ALARM_PROBES:  # the probes the named alarm reads (manifold before defect)
+        if not defect and "defect" in ALARM_PROBES[alarm]:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--alarm {alarm} reads the commutator-defect probe; drop --no-defect or choose "
+                              "--alarm validation")
+        probes = {**{p: {"every": 100} for p in ALARM_PROBES[alarm]}, **probes}
     cfg = RunConfig(task="modular", op=op, modulus=modulus, seed=seed, steps=steps, weight_decay=weight_decay,
                     lr=lr, optimizer=optimizer, train_frac=train_frac, early_stop=early_stop, every=every,
                     windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads,
+                    alarm=alarm_setting(alarm), task_options={"val_frac": val_frac} if val_frac else {},
                     intervention=intervention_table(None, intervention, strength, intervention_start, basis_from))
     _check_op(op)
     train_and_print(cfg, out, as_json, quiet, overwrite=overwrite, resume=resume, save_every=save_every)
@@ -170,6 +194,7 @@ def run_config(
     strength: Optional[float] = typer.Option(None, "--strength", help=STRENGTH_HELP),
     intervention_start: Optional[int] = typer.Option(None, "--intervention-start", help=START_HELP),
     basis_from: Optional[Path] = typer.Option(None, "--basis-from", help=BASIS_FROM_HELP),
+    alarm: Optional[str] = typer.Option(None, "--alarm", help=ALARM_HELP + " Overrides the config's alarm."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
@@ -184,4 +209,6 @@ def run_config(
     table = intervention_table(cfg.intervention, intervention, strength, intervention_start, basis_from)
     if table is not cfg.intervention:
         cfg = RunConfig.from_dict({**cfg.to_dict(), "intervention": table}, where=f"{config} with --intervention")
+    if alarm is not None:
+        cfg = RunConfig.from_dict({**cfg.to_dict(), "alarm": alarm_setting(alarm)}, where=f"{config} with --alarm")
     train_and_print(cfg, out, as_json, quiet, overwrite=overwrite, resume=resume, save_every=save_every)

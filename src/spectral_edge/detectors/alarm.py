@@ -63,8 +63,10 @@ from .signals import as_rows, is_missing
 #: validation-loss drop below its running peak that confirms the defect onset in
 #: :meth:`GrokAlarm.recommended` (chosen on the reference grid; see the module docs)
 RECOMMENDED_VAL_DROP = 0.25
+#: settings of :meth:`GrokAlarm.geometry` (chosen by the protocol on the development runs)
+GEOMETRY_DEFAULTS: dict[str, Any] = {"ratio_min": 1.15, "ratio_max": 2.0, "pc1_min": 72.0, "persistence": 2}
 
-__all__ = ["RECOMMENDED_VAL_DROP", "GrokAlarm", "replay", "replay_events", "AlarmScore", "score_runs", "evaluate"]
+__all__ = ["RECOMMENDED_VAL_DROP", "ALARM_NAMES", "ALARM_PROBES", "DEFAULT_ALARM", "make_alarm", "GrokAlarm", "replay", "replay_events", "AlarmScore", "score_runs", "evaluate"]
 
 
 class GrokAlarm:
@@ -97,7 +99,9 @@ class GrokAlarm:
                  defect_probe: str = "defect", defect_key: str = "defect",
                  g23_decline: float | None = 5.0, g23_smooth: int = 3, g23_min_records: int = 3, g23_warmup: int = 0,
                  ratio_max: float | None = 2.0, ratio_records: int = 5, ratio_rule: str | None = "weighted",
-                 ratio_key: str = "gap_ratio",
+                 ratio_key: str = "gap_ratio", ratio_min: float | None = None,
+                 pc1_min: float | None = None, pc1_records: int = 3, pc1_probe: str = "manifold",
+                 pc1_key: str = "pc1_pct_mean",
                  val_drop: float | None = None, val_keys: Sequence[str] = ("val_loss", "test_loss"),
                  val_min_records: int = 3,
                  confirm: str = "all", persistence: int = 2, group: str = "all", window: int | None = None,
@@ -108,8 +112,14 @@ class GrokAlarm:
             raise ConfigError("persistence, g23_smooth and ratio_records must be ≥ 1")
         if g23_decline is not None and not g23_decline > 1:
             raise ConfigError(f"g23_decline is a factor > 1, got {g23_decline}")
-        if defect_factor is None and g23_decline is None and ratio_max is None and val_drop is None:
-            raise ConfigError("every signal is disabled; enable the defect, g23_decline, ratio_max or val_drop")
+        if int(pc1_records) < 1:
+            raise ConfigError("pc1_records must be ≥ 1")
+        if (defect_factor is None and g23_decline is None and ratio_max is None and ratio_min is None
+                and pc1_min is None and val_drop is None):
+            raise ConfigError("every signal is disabled; enable the defect, g23_decline, ratio_max, ratio_min, pc1_min "
+                              "or val_drop")
+        if ratio_max is not None and ratio_min is not None and ratio_min > ratio_max:
+            raise ConfigError(f"ratio_min {ratio_min} is above ratio_max {ratio_max}: no R can satisfy both")
         if val_drop is not None and not 0 < val_drop < 1:
             raise ConfigError(f"val_drop is a fraction in (0, 1), got {val_drop}")
         self.use_defect = defect_factor is not None
@@ -121,6 +131,9 @@ class GrokAlarm:
         self.g23_smooth, self.g23_min_records, self.g23_warmup = int(g23_smooth), int(g23_min_records), int(g23_warmup)
         self.ratio_max = None if ratio_max is None else float(ratio_max)
         self.ratio_records, self.ratio_key, self.ratio_rule = int(ratio_records), ratio_key, ratio_rule
+        self.ratio_min = None if ratio_min is None else float(ratio_min)
+        self.pc1_min = None if pc1_min is None else float(pc1_min)
+        self.pc1_records, self.pc1_probe, self.pc1_key = int(pc1_records), pc1_probe, pc1_key
         self.val_drop = None if val_drop is None else float(val_drop)
         self.val_keys, self.val_min_records = tuple(val_keys), int(val_min_records)
         self.confirm, self.persistence = confirm, int(persistence)
@@ -148,6 +161,29 @@ class GrokAlarm:
         return cls(**params)
 
     @classmethod
+    def validation(cls, *, val_drop: float = RECOMMENDED_VAL_DROP, persistence: int = 1,
+                   name: str = "validation_alarm", **overrides: Any) -> "GrokAlarm":
+        """The validation loss alone: fires when it has fallen ``val_drop`` below its running
+        peak for ``persistence`` records (no defect, g23 or R). It reads ``val_loss`` (falling
+        back to ``test_loss`` when a run logs no validation split; the alarm's reason names
+        the key it read)."""
+        params = {"defect_factor": None, "g23_decline": None, "ratio_max": None, "val_drop": val_drop,
+                  "persistence": persistence, "name": name}
+        params.update(overrides)
+        return cls(**params)
+
+    @classmethod
+    def geometry(cls, **overrides: Any) -> "GrokAlarm":
+        """No validation or test data: the papers' defect onset, with the median edge ratio R
+        (weighted k* rule, last 5 windows) inside [ratio_min, ratio_max] and the
+        execution-manifold PC1% (median of the last 3 manifold records) ≥ pc1_min."""
+        params = {"g23_decline": None, "ratio_min": GEOMETRY_DEFAULTS["ratio_min"],
+                  "ratio_max": GEOMETRY_DEFAULTS["ratio_max"], "pc1_min": GEOMETRY_DEFAULTS["pc1_min"],
+                  "persistence": GEOMETRY_DEFAULTS["persistence"], "name": "geometry_alarm"}
+        params.update(overrides)
+        return cls(**params)
+
+    @classmethod
     def paper(cls, *, name: str = "onset_rule", **onset: Any) -> "GrokAlarm":
         """The papers' onset rule alone (defect only, fires at the first crossing)."""
         return cls(g23_decline=None, ratio_max=None, persistence=1, name=name, **onset)
@@ -161,6 +197,8 @@ class GrokAlarm:
                 "g23_decline": self.g23_decline, "g23_smooth": self.g23_smooth,
                 "g23_min_records": self.g23_min_records, "g23_warmup": self.g23_warmup, "ratio_max": self.ratio_max,
                 "ratio_records": self.ratio_records, "ratio_rule": self.ratio_rule, "ratio_key": self.ratio_key,
+                "ratio_min": self.ratio_min, "pc1_min": self.pc1_min, "pc1_records": self.pc1_records,
+                "pc1_probe": self.pc1_probe, "pc1_key": self.pc1_key,
                 "val_drop": self.val_drop, "val_keys": list(self.val_keys), "val_min_records": self.val_min_records,
                 "confirm": self.confirm,
                 "persistence": self.persistence, "group": self.group, "window": self.window, "name": self.name}
@@ -174,6 +212,7 @@ class GrokAlarm:
         self.g23_peak = float("-inf")
         self.g23_peak_step: int | None = None
         self.ratios: list[float] = []  # recent values (≤ ratio_records)
+        self.pc1s: list[float] = []  # recent execution-manifold PC1% values (≤ pc1_records)
         self.val_key: str | None = None  # the first of val_keys seen in a log row
         self.val_n, self.val_peak, self.val_now = 0, float("-inf"), float("nan")
         self.recent: list[tuple[int, bool]] = []  # (step, condition) of the latest records
@@ -204,8 +243,18 @@ class GrokAlarm:
         return float(np.median(self.ratios)) if self.ratios else float("nan")
 
     def _ratio_ok(self) -> bool:
-        assert self.ratio_max is not None
-        return len(self.ratios) >= self.ratio_records and self._ratio_now() <= self.ratio_max
+        """R's median within [ratio_min, ratio_max] (either bound may be off)."""
+        if len(self.ratios) < self.ratio_records:
+            return False
+        r = self._ratio_now()
+        return (self.ratio_max is None or r <= self.ratio_max) and (self.ratio_min is None or r >= self.ratio_min)
+
+    def _pc1_now(self) -> float:
+        return float(np.median(self.pc1s)) if self.pc1s else float("nan")
+
+    def _pc1_ok(self) -> bool:
+        assert self.pc1_min is not None
+        return len(self.pc1s) >= self.pc1_records and self._pc1_now() >= self.pc1_min
 
     def _val_fraction(self) -> float:
         """How far the validation loss has fallen below its running peak (fraction of the peak)."""
@@ -224,8 +273,10 @@ class GrokAlarm:
             checks.append(self._val_ok())
         if self.g23_decline is not None:
             checks.append(self._g23_ok())
-        if self.ratio_max is not None:
+        if self.ratio_max is not None or self.ratio_min is not None:
             checks.append(self._ratio_ok())
+        if self.pc1_min is not None:
+            checks.append(self._pc1_ok())
         confirmed = True if not checks else (all(checks) if self.confirm == "all" else any(checks))
         return self._defect_ok() and confirmed
 
@@ -238,8 +289,12 @@ class GrokAlarm:
         if self.g23_decline is not None:
             parts.append(f"g23 {self._g23_factor():.3g}× below its peak at step {self.g23_peak_step} "
                          f"(need {self.g23_decline:g}×)")
-        if self.ratio_max is not None:
-            parts.append(f"median R {self._ratio_now():.3g} (need ≤ {self.ratio_max:g})")
+        if self.ratio_max is not None or self.ratio_min is not None:
+            need = " and ".join(x for x in (None if self.ratio_min is None else f"≥ {self.ratio_min:g}",
+                                            None if self.ratio_max is None else f"≤ {self.ratio_max:g}") if x)
+            parts.append(f"median R {self._ratio_now():.3g} (need {need})")
+        if self.pc1_min is not None:
+            parts.append(f"execution-manifold PC1 {self._pc1_now():.3g}% (need ≥ {self.pc1_min:g}%)")
         if self.val_drop is not None:
             parts.append(f"{self.val_key} {100 * self._val_fraction():.0f}% below its peak "
                          f"(need {100 * self.val_drop:g}%)")
@@ -256,6 +311,12 @@ class GrokAlarm:
                 return False
             if self.tracker.push(r.get(self.defect_key)):
                 self.defect_onset_step = int(r["step"])
+            return True
+        if kind == "probe" and r.get("probe") == self.pc1_probe and self.pc1_min is not None:
+            v = r.get(self.pc1_key)
+            if is_missing(v):
+                return False
+            self.pc1s = (self.pc1s + [float(v)])[-self.pc1_records:]
             return True
         if kind == "log" and self.val_drop is not None:
             if self.val_key is None:
@@ -289,7 +350,7 @@ class GrokAlarm:
                     R = r.get(f"ratio_{int(k)}")
             if is_missing(R):
                 R = r.get(self.ratio_key)
-            if self.ratio_max is not None and not is_missing(R):
+            if (self.ratio_max is not None or self.ratio_min is not None) and not is_missing(R):
                 self.ratios.append(float(R))
                 self.ratios = self.ratios[-self.ratio_records:]
                 used = True
@@ -320,7 +381,9 @@ class GrokAlarm:
                                "defect_baseline": self.tracker.baseline if self.use_defect else None,
                                "defect_onset_step": self.defect_onset_step,
                                "g23_factor": self._g23_factor() if self.g23_decline is not None else None,
-                               "ratio_median": self._ratio_now() if self.ratio_max is not None else None,
+                               "ratio_median": self._ratio_now() if self.ratio_max is not None or
+                               self.ratio_min is not None else None,
+                               "pc1_median": self._pc1_now() if self.pc1_min is not None else None,
                                "val_drop": self._val_fraction() if self.val_drop is not None else None})
         return events
 
@@ -328,7 +391,7 @@ class GrokAlarm:
     def state_dict(self) -> dict[str, Any]:
         return {"params": self.params(), "tracker": self.tracker.state_dict(), "defect_onset_step": self.defect_onset_step,
                 "g23": list(self.g23), "g23_n": self.g23_n, "g23_peak": self.g23_peak,
-                "g23_peak_step": self.g23_peak_step, "ratios": list(self.ratios),
+                "g23_peak_step": self.g23_peak_step, "ratios": list(self.ratios), "pc1s": list(self.pc1s),
                 "recent": [[s, c] for s, c in self.recent], "fired_step": self.fired_step, "window_used": self._window,
                 "val": [self.val_key, self.val_n, self.val_peak, self.val_now]}
 
@@ -341,12 +404,36 @@ class GrokAlarm:
         self.g23_peak = float(s["g23_peak"])
         self.g23_peak_step = s["g23_peak_step"]
         self.ratios = [float(x) for x in s["ratios"]]
+        self.pc1s = [float(x) for x in s.get("pc1s", [])]
         self.recent = [(int(a), bool(b)) for a, b in s["recent"]]
         self.fired_step = s["fired_step"]
         self._window = s.get("window_used", self.window)
         if "val" in s:
             self.val_key, self.val_n = s["val"][0], int(s["val"][1])
             self.val_peak, self.val_now = float(s["val"][2]), float(s["val"][3])
+
+
+# ---------------------------------------------------------------------- by name
+#: the alarms a run, ``spectral-edge grok/run --alarm`` and ``spectral-edge replay`` attach by name
+ALARM_NAMES = ("recommended", "geometry", "paper", "validation")
+#: the probes each named alarm reads (the validation alarm reads the logged validation loss)
+ALARM_PROBES: dict[str, tuple[str, ...]] = {"recommended": ("defect",), "geometry": ("manifold", "defect"),
+                                            "paper": ("defect",), "validation": ()}
+#: the alarm a run attaches when none is named (chosen by the protocol; see docs/grokking.md)
+DEFAULT_ALARM = "recommended"
+
+
+def make_alarm(name: str | None = None, **overrides: Any) -> GrokAlarm:
+    """A fresh detector of the named alarm (None: :data:`DEFAULT_ALARM`), ``overrides`` on top."""
+    name = DEFAULT_ALARM if name is None else name
+    makers: dict[str, Callable[..., GrokAlarm]] = {"recommended": GrokAlarm.recommended,
+                                                   "geometry": GrokAlarm.geometry, "paper": GrokAlarm.paper,
+                                                   "validation": GrokAlarm.validation}
+    if name not in makers:
+        raise ConfigError(f"unknown alarm {name!r}; choose one of {', '.join(ALARM_NAMES)}")
+    det = makers[name](**overrides)
+    det.alarm = name  # the registry name (summary.json's "alarm"); det.name is the event's "detector"
+    return det
 
 
 # ---------------------------------------------------------------------- offline

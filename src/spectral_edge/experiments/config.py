@@ -169,7 +169,8 @@ class RunConfig:
     group_by: str = "none"  # monitor: none | layer | matrix
     gradients: bool = False  # monitor: also the gradient stream (gradient-SED)
     probes: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # e.g. {"defect": {"every": 100}}
-    alarm: bool = True  # attach the grokking alarm when the probes it needs are present
+    alarm: bool | str = True  # True: the default grokking alarm when the probes it needs are present; a name
+    #                           (recommended | geometry | paper | validation): that alarm; False: none
     checkpoint_every: int = 0  # save parameters every this many steps (0: only the final state)
     snapshots: int | None = None  # keep the last N snapshots of the monitored tensors (every `every` steps) in
     #                               snapshots.safetensors for `spectral-edge modes` (None: 21 for the modular
@@ -196,6 +197,12 @@ class RunConfig:
         for name, opts in self.probes.items():
             if opts is None:
                 self.probes[name] = {}
+        if isinstance(self.alarm, str):
+            from ..detectors.alarm import ALARM_NAMES
+
+            if self.alarm not in ALARM_NAMES:
+                raise ConfigError(f"alarm: unknown alarm {self.alarm!r}; choose one of {', '.join(ALARM_NAMES)}, "
+                                  "true (the default) or false (none)")
         if self.intervention is not None:
             self.intervention = check_intervention(self.intervention, self.steps)
         from ..selection import Selection

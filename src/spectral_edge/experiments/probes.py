@@ -54,14 +54,25 @@ PROBE_BUILDERS.update({"defect": _defect, "gradient_sed": _gradient_sed, "manifo
 
 
 def _alarm(cfg: RunConfig, probes: list[Any]) -> Any:
-    """The recommended GrokAlarm when the defect probe is present (options: ``alarm_*`` keys of
-    the defect entry override it, e.g. ``{"defect": {"alarm_persistence": 3}}``)."""
-    if "defect" not in cfg.probes:
-        return None
-    from ..detectors.alarm import GrokAlarm
+    """The run's grokking alarm: ``cfg.alarm`` names it (True: the default alarm, attached only
+    when the probes it reads are present; a name: that alarm, a ConfigError when its probes are
+    missing). Options: ``alarm_*`` keys of the defect entry override it, e.g.
+    ``{"defect": {"alarm_persistence": 3}}``."""
+    from ..detectors.alarm import ALARM_PROBES, DEFAULT_ALARM, make_alarm
+    from ..errors import ConfigError
 
+    if cfg.alarm is False:
+        return None
+    name = DEFAULT_ALARM if cfg.alarm is True else str(cfg.alarm)
+    needs = [p for p in ALARM_PROBES[name] if p not in cfg.probes]
+    if needs:
+        if cfg.alarm is True:
+            return None
+        raise ConfigError(f"alarm: the {name} alarm reads the {' and '.join(needs)} probe"
+                          f"{'s' if len(needs) > 1 else ''}; add {', '.join(f'probes.{n}' for n in needs)} "
+                          "(e.g. {\"every\": 100}) or choose another alarm")
     opts = {k[len("alarm_"):]: v for k, v in (cfg.probes.get("defect") or {}).items() if k.startswith("alarm_")}
-    return GrokAlarm.recommended(**opts)
+    return make_alarm(name, **opts)
 
 
 ALARM_BUILDER.append(_alarm)

@@ -144,6 +144,16 @@ def build_probes(workload: Workload, cfg: RunConfig) -> list[Any]:
     return out
 
 
+def _alarm_name(monitor: Any) -> str | None:
+    """The alarm that set ``warning_step`` (its registry name, e.g. ``recommended``), or the first
+    attached alarm's when none fired; None without a detector."""
+    names = {getattr(d, "name", None): getattr(d, "alarm", getattr(d, "name", None)) for d in monitor.detectors}
+    fired = [r.get("detector") for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"]
+    if fired:
+        return names.get(fired[0], fired[0])
+    return next(iter(names.values()), None)
+
+
 def _stop_probes(stops: list[tuple[str, Any]], grok_step: int | None, alarmed: bool) -> list[tuple[str, Any]]:
     """Stop (``every = 0``) the probes whose ``until`` has come; returns those still running."""
     left = []
@@ -462,7 +472,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     w.writeheader()
     w.writerows(evals)
     _write(out / "eval.csv", lambda tmp: tmp.write_bytes(buf.getvalue().encode("utf-8")))
-    alarms = [r["step"] for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"]
+    alarms = [r["step"] for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"]  # in order
     warning = int(alarms[0]) if alarms else None
     summary = {
         "task": cfg.task,
@@ -475,6 +485,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         "grok_step": grok_step,
         "grok_step_098x3": signals.grok_step(evals, 0.98, "test_acc", consecutive=3),
         "warning_step": warning,
+        "alarm": _alarm_name(monitor),
         "lead": (grok_step - warning) if (grok_step is not None and warning is not None) else None,
         "steps_run": step,
         "stopped_early": step < cfg.steps,
