@@ -17,13 +17,20 @@ def test_reproduce_grokking_quick_resume_and_missing_runs(tmp_path):
     doc = out / "grokking.md"
     text = doc.read_text()
     assert "Quick pipeline check" in text
-    names = {"add-s42", "x2xyy2-s42", "x3xy-s42", "add-wd0-s42"}
+    from spectral_edge.reproduce.plans import QUICK_RUNS
+
+    names = set(QUICK_RUNS)
     with open(out / "grokking_runs.csv") as f:
         rows = list(csv.DictReader(f))
     assert {row["run"] for row in rows} == names
     for n in names:
         assert f"| {n} |" in text
     assert "Not finished" not in text
+    study = json.loads((out / "alarm_study.json").read_text())
+    assert set(study["families"]) == {"recommended", "geometry", "paper", "validation"}
+    assert f"**Default alarm: {study['default']}**" in text
+    # both cross-validations ran (two operations, two seeds among the development runs)
+    assert all(study["families"][f]["cv_op"] and study["families"][f]["cv_seed"] for f in study["families"])
     # a second call trains nothing (summaries untouched) and rewrites the same table
     mtimes = {p: p.stat().st_mtime for p in out.glob("*/summary.json")}
     r = CliRunner().invoke(app, ["reproduce", "grokking", "--out", str(out), "--quick", "--json"])
@@ -41,7 +48,7 @@ def test_reproduce_grokking_quick_resume_and_missing_runs(tmp_path):
 
 
 def test_reproduce_grokking_no_runs_is_a_one_line_error(tmp_path):
-    r = CliRunner().invoke(app, ["reproduce", "grokking", "--out", str(tmp_path), "--no-train", "--no-sequence",
+    r = CliRunner().invoke(app, ["reproduce", "grokking", "--out", str(tmp_path), "--no-train", "--no-sweep",
                                  "--doc", str(tmp_path / "g.md")])
     assert r.exit_code == 2
     assert "no finished runs" in r.output and "Traceback" not in r.output

@@ -101,15 +101,18 @@ def grokking(
     quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, a few hundred steps: tests the pipeline."),
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write. Default: docs/grokking.md, or OUT/grokking.md with --quick."),
-    no_sequence: bool = typer.Option(False, "--no-sequence", help="Leave out the Dyck and SCAN runs."),
+    no_sweep: bool = typer.Option(False, "--no-sweep", help="Leave out the lead-time runs (slower learning rates "
+                                                            "and Dyck)."),
     no_train: bool = _NO_TRAIN_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the document's path and the per-run table as JSON."),
     quiet: bool = _QUIET_OPT,
 ) -> None:
-    """Modular-arithmetic grokking (12 runs + 9 controls), Dyck and SCAN → docs/grokking.md.
+    """Grokking early warning: 12 grokking runs + 15 controls (development), 8 final-check runs, the
+    lead-time sweep and Dyck → docs/grokking.md.
 
-    Trains what is missing in OUT (resumable, JOBS at a time), scores every early-warning detector
-    on the finished runs and rewrites the document with the papers' numbers beside ours.
+    Trains what is missing in OUT (resumable, JOBS at a time), scores every alarm under the
+    cross-validation protocol on the finished runs and rewrites the document with the papers'
+    numbers beside ours.
     """
     from ..reproduce import reproduce_grokking
 
@@ -121,8 +124,8 @@ def grokking(
         extra = f" grok step {summary.get('grok_step')}, {summary.get('wall_seconds', 0):.0f} s" if summary else ""
         log(f"{kind} {run.name}{extra}")
 
-    path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sequence=not no_sequence, train=not no_train,
-                              on_event=on_event if log else None)
+    path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sweep=not no_sweep, train=not no_train,
+                              on_event=on_event if log else None, log=log or None)
     if as_json:
         import pandas as pd
 

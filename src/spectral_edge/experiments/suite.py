@@ -37,11 +37,14 @@ SUITE_PROBES = {"manifold": {"every": 100}, "defect": {"every": 100}}
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """One run of a suite: its folder name, its role and its config."""
+    """One run of a suite: its folder name, its role, its config, and (alarm suite) the set it
+    belongs to and what kind of run it is."""
 
     name: str
     role: str  # "grok" (expected to grok) or "control"
     config: RunConfig
+    split: str = "dev"  # alarm suite: "dev" (settings are chosen on it) or "final" (scored once, never tuned on)
+    kind: str = ""  # alarm suite: what the run is, e.g. "add", "never-grokking op", "no weight decay"
 
 
 def grokking_suite(seeds: Sequence[int] = SEEDS, ops: Sequence[str] = GROKKING_OPS, modulus: int = 97,
@@ -64,6 +67,88 @@ def grokking_suite(seeds: Sequence[int] = SEEDS, ops: Sequence[str] = GROKKING_O
             runs.append(SuiteRun(f"add-wd0-s{s}", "control",
                                  RunConfig(op="add", modulus=modulus, seed=s, steps=control_steps, weight_decay=0.0,
                                            early_stop=False, probes=dict(SUITE_PROBES), threads=1)))
+    return runs
+
+
+#: the alarm suite's validation share: the held-out half of the pairs split 25% validation / 25%
+#: test, so that an alarm reads a loss disjoint from the pairs whose accuracy defines grokking
+ALARM_VAL_FRAC = 0.25
+#: steps every control of the alarm suite runs (the horizon of the false-alarm count):
+#: ≥ 1.7× the latest grok step of the development runs at lr 1e-3 (3,400 at p = 97)
+ALARM_HORIZON = 6000
+#: the final check: named here, before any of them was scored (new seeds, moduli other than 97)
+ALARM_FINAL = (("add", 89, 7), ("sub", 113, 7), ("mul", 89, 11), ("x2y2", 113, 11))
+ALARM_FINAL_CONTROLS = (("x3xy", 89, 7, "", {}, "never-grokking op"),
+                        ("x2xyy2", 113, 11, "", {}, "never-grokking op"),
+                        ("add", 89, 11, "wd0-", {"weight_decay": 0.0}, "no weight decay"),
+                        ("add", 113, 7, "lr1e-4-", {"lr": 1e-4}, "learning rate too small"))
+#: the hard controls of the development set: (name part, config overrides, kind)
+ALARM_HARD_CONTROLS = (("wd0", {"weight_decay": 0.0}, "no weight decay"),
+                       ("lr1e-4", {"lr": 1e-4}, "learning rate too small"),
+                       ("lr0.1-noclip", {"lr": 0.1, "grad_clip": None}, "training fails (lr 0.1, no clipping)"))
+
+
+def alarm_suite(seeds: Sequence[int] = SEEDS, modulus: int = 97, horizon: int = ALARM_HORIZON,
+                final: bool = True, probes: dict[str, Any] | None = None) -> list[SuiteRun]:
+    """The early-warning grid (issue 16): every run has a three-way split (train 50%, validation
+    25%, test 25%; grok step = test accuracy ≥ 0.9) and stops 500 steps after grokking.
+
+    Development set (settings are chosen on it by cross-validation): add, sub, mul, x²+y² ×
+    ``seeds`` at ``modulus``, and 15 controls run to ``horizon`` steps: x²+xy+y² and x³+xy
+    (never grok), addition without weight decay, addition at lr 1e-4 (too slow to grok within
+    the horizon) and addition at lr 0.1 without gradient clipping (training fails).
+    Final check (``final``): :data:`ALARM_FINAL` and :data:`ALARM_FINAL_CONTROLS`, new seeds at
+    p = 89 and 113, scored once with the settings the development set chose."""
+    probes = dict(SUITE_PROBES) if probes is None else probes
+    base = {"steps": 8000, "stop_margin": 500, "task_options": {"val_frac": ALARM_VAL_FRAC}, "snapshots": 0,
+            "threads": 1}
+
+    def cfg(op: str, p: int, seed: int, **kw: Any) -> RunConfig:
+        return RunConfig(**{**base, "op": op, "modulus": p, "seed": seed, "probes": dict(probes), **kw})
+
+    ctrl = {"steps": horizon, "early_stop": False}
+    runs = [SuiteRun(f"{op}-s{s}", "grok", cfg(op, modulus, s), "dev", op) for op in GROKKING_OPS for s in seeds]
+    runs += [SuiteRun(f"{op}-s{s}", "control", cfg(op, modulus, s, **ctrl), "dev", "never-grokking op")
+             for op in CONTROL_OPS for s in seeds]
+    runs += [SuiteRun(f"add-{part}-s{s}", "control", cfg("add", modulus, s, **ctrl, **kw), "dev", kind)
+             for part, kw, kind in ALARM_HARD_CONTROLS for s in seeds]
+    if final:
+        runs += [SuiteRun(f"final-{op}-p{p}-s{s}", "grok", cfg(op, p, s), "final", op) for op, p, s in ALARM_FINAL]
+        runs += [SuiteRun(f"final-{op}-{part}p{p}-s{s}", "control", cfg(op, p, s, **ctrl, **kw), "final", kind)
+                 for op, p, s, part, kw, kind in ALARM_FINAL_CONTROLS]
+    return runs
+
+
+#: learning rates of the lead-time sweep (lr 1e-3 is the alarm suite's own runs); the papers'
+#: 1e-4 groks near 30–40k steps, beyond a CPU session (see docs/grokking.md)
+LEAD_LRS = (7e-4, 5e-4, 3e-4)
+DYCK_LRS = (5e-4, 2.5e-4, 1e-4)
+#: probes dense early, so that the onset rule's 3-sample baseline exists before Dyck groks
+DENSE_EARLY = [[1000, 10], [None, 100]]
+
+
+def lead_time_suite(ops: Sequence[str] = ("add", "sub", "mul"), lrs: Sequence[float] = LEAD_LRS,
+                    seeds: Sequence[int] = (42,), dyck_seeds: Sequence[int] = SEEDS,
+                    dyck_lrs: Sequence[float] = DYCK_LRS, dyck_sweep_seeds: Sequence[int] = (42, 137)) -> list[SuiteRun]:
+    """Runs for the lead-time law (lead ∝ T_grok^α): modular ``ops`` at slower learning rates
+    (with the alarm suite's lr-1e-3 runs these make the sweep), and Dyck-1 with the probes
+    dense early (:data:`DENSE_EARLY`) at lr 1e-3 and ``dyck_lrs``."""
+    runs = []
+    for op in ops:
+        for lr in lrs:
+            for s in seeds:
+                runs.append(SuiteRun(f"lr{lr:g}-{op}-s{s}", "grok", RunConfig(
+                    op=op, modulus=97, seed=s, lr=lr, steps=24000, stop_margin=300,
+                    task_options={"val_frac": ALARM_VAL_FRAC}, snapshots=0, probes=dict(SUITE_PROBES), threads=1),
+                    "lead", op))
+    dense = {"manifold": {"every": DENSE_EARLY}, "defect": {"every": DENSE_EARLY}}
+    for lr, seeds_ in ((1e-3, dyck_seeds), *((lr, dyck_sweep_seeds) for lr in dyck_lrs)):
+        for s in seeds_:
+            name = f"dyck-dense-s{s}" if lr == 1e-3 else f"dyck-lr{lr:g}-s{s}"
+            runs.append(SuiteRun(name, "grok", RunConfig(
+                task="dyck", seed=s, data_seed=s, batch_size=50, lr=lr, steps=8000, grok_threshold=0.95,
+                stop_margin=300, snapshots=0, every=25, eval_every=25, probes={k: dict(v) for k, v in dense.items()},
+                threads=1), "lead", "dyck"))
     return runs
 
 

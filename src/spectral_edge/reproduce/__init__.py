@@ -42,6 +42,8 @@ __all__, __getattr__, __dir__ = lazy_attributes(__name__, {
     "plans": ("STUDIES", "SCALES", "Scale", "get_scale", "study_plan", "StudyPlan", "grokking_plan"),
     "claims": ("Claim", "claims_table", "grokking_claims_table", "REPRODUCED", "PARTLY", "NOT_REPRODUCED",
                "NOT_TESTABLE"),
-    "documents": ("render_document", "write_grokking_doc"),
+    "documents": ("render_document",),
+    "alarm_documents": ("write_grokking_doc",),
+    "alarm_study": ("alarm_study",),
 }, submodules=("plans", "measures", "claims", "formatting", "figures", "documents", "modes_measures", "modes_claims",
                "modes_documents", "run", "interventions", "interventions_documents"))

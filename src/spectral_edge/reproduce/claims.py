@@ -350,13 +350,17 @@ G23_DECLINE_MIN = 15
 
 
 def grokking_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """The modular runs split as the claims use them: ``grok`` (grokked), ``wd_ctrl`` (controls with
-    weight decay), ``wd0`` (controls without) and ``ctrl`` (both kinds of control)."""
+    """The modular runs split as the claims use them: ``grok`` (grokked), ``wd_ctrl`` (the
+    never-grokking operations, with weight decay), ``wd0`` (controls without weight decay) and
+    ``ctrl`` (every control)."""
     mod = [r for r in rows if r["task"] == "modular"]
-    wd_ctrl = [r for r in mod if r["role"] == "control" and (r["weight_decay"] or 0) > 0]
-    wd0 = [r for r in mod if r["role"] == "control" and not (r["weight_decay"] or 0) > 0]
+    ctrl = [r for r in mod if r["role"] == "control"]
+    # a row's ``kind`` (alarm suite) tells the never-grokking operations from the other controls
+    wd_ctrl = [r for r in ctrl if (r["weight_decay"] or 0) > 0 and r.get("kind", "never-grokking op") in
+               ("never-grokking op", "")]
+    wd0 = [r for r in ctrl if not (r["weight_decay"] or 0) > 0]
     return {"grok": [r for r in mod if r["role"] == "grok" and r["grok_step"] is not None],
-            "wd_ctrl": wd_ctrl, "wd0": wd0, "ctrl": wd_ctrl + wd0}
+            "wd_ctrl": wd_ctrl, "wd0": wd0, "ctrl": ctrl}
 
 
 def grok_step_rows(rows: Sequence[Mapping[str, Any]]) -> list[str]:

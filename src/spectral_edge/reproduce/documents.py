@@ -1,6 +1,5 @@
-"""Documents: the Markdown pages. :func:`render_document` writes the trajectory studies (one
-small function per section), :func:`write_grokking_doc` the grokking table, and
-:func:`grokking_notes` the sections below it.
+"""Documents: the trajectory studies' Markdown page (:func:`render_document`, one small function
+per section). The grokking page is :mod:`.alarm_documents`.
 
 Every number comes from a results record (:mod:`.measures`) and every verdict and verdict rule
 from :mod:`.claims`; this module only lays them out.
@@ -8,15 +7,14 @@ from :mod:`.claims`; this module only lays them out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from .._numbers import finite_or_none as _finite
-from .claims import CLAIMED_JL_PCT, JL_D_FACTOR, PAPERS, Claim, grokking_claims_table, verdict_rules_text
+from .claims import CLAIMED_JL_PCT, JL_D_FACTOR, Claim, verdict_rules_text
 from .figures import FIG_PREFIX
-from .formatting import dist, fmt, fmt_dash, fmt_p, hms, lst, table
-from .measures import DETECTORS, MIN_LEAD, loglog_slope, score
+from .formatting import dist, fmt, fmt_p, hms, lst, table
+from .measures import loglog_slope
 from .plans import BASE_BETA2, BETA2S, JL_FAMILIES, JL_GAUSSIAN, JL_W, OPTIMIZER_SETTINGS, Scale, beta2_label, get_scale
 
 
@@ -396,113 +394,3 @@ def _backbone_words(bb: Mapping[str, Any]) -> str:
         f = (rec.get("fraction") or {}).get("median_late")
         vals.append(f"{'SGD' if key == 'sgd' else 'β2 ' + key}: {fmt(f)}")
     return "Late median backbone fraction — " + ", ".join(vals) + "."
-
-
-
-# ---------------------------------------------------------------------- the grokking document
-GROKKING_SETUP = ("Setup: the papers' reference model (2-layer pre-norm transformer, d = 128, 4 heads, "
-                  "290,401 parameters) on (a, b) mod 97 with a 50/50 split, AdamW lr 1e-3, weight decay 1.0 "
-                  "(controls: x²+xy+y² and x³+xy with weight decay 1.0, and addition with weight decay 0), betas "
-                  "(0.9, 0.98), batch 512 with replacement, gradient clip 1.0; grokking runs stop 1000 steps after "
-                  "test accuracy first reaches 0.9, controls run {control_steps} steps (≥ 3× every grok step). "
-                  "Monitor: attention weights (W_Q, W_K, W_V, W_O), exact window, W = 10, every 100 steps; "
-                  "commutator defect K = 5 pairs of 512-example batches, η = 1e-3, every 100 steps; execution "
-                  "manifold PC1% every 100 steps. All detectors are replayed on the recorded histories.")
-
-
-def grokking_setup(control_steps: int, quick: bool = False) -> str:
-    """The setup paragraph (with a warning in front for the ``--quick`` pipeline check)."""
-    setup = GROKKING_SETUP.format(control_steps=control_steps)
-    if quick:
-        setup = ("**Quick pipeline check, not a reproduction**: p = 23, a d = 32 model, one seed, 300 steps; the "
-                 "setup below is the full one, these runs shrink it and their numbers mean nothing.\n\n" + setup)
-    return setup
-
-
-def write_grokking_doc(rows: Sequence[dict[str, Any]], path: str | Path, *, setup: str,
-                       detectors: Sequence[str] | None = None, notes: Sequence[str] = ()) -> Path:
-    """Markdown: the scores of each detector, then one row per run, with the papers' numbers."""
-    dets = list(detectors or DETECTORS)
-    lines = ["# Grokking early warning: our runs beside the papers'", "", setup, ""]
-    lines += _alarms_section(rows, dets) + _runs_section(rows, dets)
-    lines += list(notes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _alarms_section(rows: Sequence[dict[str, Any]], dets: Sequence[str]) -> list[str]:
-    lines = ["## Alarms", "", f"| detector | grokking runs with lead ≥ {MIN_LEAD} steps | mean lead | late or missed | "
-             "alarms in controls | controls that alarmed |", "|---|---|---|---|---|---|"]
-    # the papers' goal is about the modular grid; other tasks are in the run table and the claims
-    scored = [r for r in rows if r["task"] == "modular"] or list(rows)
-    for d in dets:
-        s = score(scored, d)
-        lines.append(f"| {d} | {s['leads_ge_min']}/{s['grokking_runs']} | {fmt_dash(s['mean_lead'])} | "
-                     f"{s['late_or_missed']} | {s['false_alarms']}/{s['controls']} | "
-                     f"{', '.join(s['false_alarm_runs']) or '–'} |")
-    lines += ["", f"Papers: lead {PAPERS['lead']}; the onset rule also fires on operations that never grok. "
-              f"Our goal: a lead of ≥ {MIN_LEAD} steps in at least 11 of the 12 grokking runs and an alarm in at most "
-              "1 of the 9 controls."
-              + (" Scored on the modular runs only; the Dyck/SCAN rows are in the run table and the claims."
-                 if len(scored) < len(rows) else ""), ""]
-    return lines
-
-
-def _runs_section(rows: Sequence[dict[str, Any]], dets: Sequence[str]) -> list[str]:
-    lines = ["## Runs", "", "| run | role | grok step (≥0.9) | grok (≥0.98×3) | papers' grok | "
-             + " | ".join(f"warn / lead [{d}]" for d in dets)
-             + " | peak defect | g23 decline | R (weighted) | R (floor) | PC1% |",
-             "|" + "---|" * (10 + len(dets))]
-    for r in rows:
-        if r["task"] == "modular":
-            paper = PAPERS["grok_steps"].get(r["op"], "never" if r["role"] == "control" else "–")
-        else:
-            paper = PAPERS["grok_steps"].get(r["task"], "–")
-        warn = " | ".join(f"{fmt_dash(r[f'warn[{d}]'])} / {fmt_dash(r[f'lead[{d}]'])}" for d in dets)
-        lines.append(f"| {r['run']} | {r['role']} | {fmt_dash(r['grok_step'])} | {fmt_dash(r['grok_step_098x3'])} | "
-                     f"{paper} | {warn} | {fmt_dash(r['peak_defect'], 1)} | {fmt_dash(r['g23_decline'], 1)}× | "
-                     f"{fmt_dash(r['R_weighted_pre'], 2)} | {fmt_dash(r['R_floor_pre'], 2)} | "
-                     f"{fmt_dash(r.get('pc1_pct'), 1)} |")
-    lines += ["", "Papers: g23 decline " + PAPERS["g23_decline"] + "; R " + PAPERS["R"] + "; PC1 " + PAPERS["pc1"]
-              + ".", ""]
-    return lines
-
-
-def sensitivity_table(scores: Sequence[Mapping[str, Any]], min_lead: int = MIN_LEAD) -> list[str]:
-    """Markdown rows of :func:`~.measures.sensitivity_scores` (one row per persistence × validation drop)."""
-    out = [f"| persistence | validation drop | leads ≥ {min_lead} | mean lead | shortest lead | alarms in controls |",
-           "|---|---|---|---|---|---|"]
-    for sc in scores:
-        out.append(f"| {sc['persistence']} | {sc['val_drop']:.0%} | {sc['leads_ge_min']}/{sc['grokking_runs']} | "
-                   f"{fmt_dash(sc['mean_lead'])} | {fmt_dash(sc['shortest_lead'])} | "
-                   f"{sc['false_alarms']}/{sc['controls']} |")
-    return out
-
-
-def grokking_notes(rows: Sequence[dict[str, Any]], sensitivity: Sequence[Mapping[str, Any]], missing: Sequence[str],
-                   scan_summaries: Sequence[Mapping[str, Any]] = ()) -> list[str]:
-    """The sections below the run table: the claims, the alarm's trade-off grid, the runs not finished
-    (``scan_summaries``: the finished SCAN runs' summaries, for their cost) and how to regenerate."""
-    from ..detectors.alarm import RECOMMENDED_VAL_DROP
-
-    notes = ["## The papers' claims beside ours", "", *grokking_claims_table(rows), ""]
-    notes += ["## How the recommended alarm trades lead for false alarms", "",
-              f"The recommended alarm (defect onset ∧ validation loss ≥ {RECOMMENDED_VAL_DROP:.0%} below its running "
-              "peak, one record) "
-              "replayed with other thresholds on the same runs. In-sample: these runs chose the default, so read "
-              "the grid as the shape of the trade-off, not as a validated operating point.", "",
-              *sensitivity_table(sensitivity), ""]
-    if missing:
-        notes += [f"Not finished when this page was written ({len(missing)} runs, left out of every number above): "
-                  + ", ".join(f"`{m}`" for m in missing) + ".", ""]
-        if any(m.startswith("scan") for m in missing):
-            cost = "; ".join(f"seed {d.get('seed', '?')}: {d['steps_run']} steps in "
-                             f"{d['wall_seconds'] / 60:.0f} min" for d in scan_summaries) if scan_summaries else ""
-            notes += ["SCAN is slow on a CPU (one thread per run, next to other jobs"
-                      + (f"; {cost}" if cost else "") + "), so not every seed was run; `configs/scan.toml` "
-                      "runs one.", ""]
-    notes += ["How to regenerate: `spectral-edge reproduce grokking --out <folder>` (runs what is missing, "
-              "then rewrites this page)."]
-    return notes

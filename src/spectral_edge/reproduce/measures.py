@@ -433,19 +433,22 @@ def _read_json(path: Path) -> Any:
 MIN_LEAD = 500
 
 
-def _grok_alarm() -> Any:
-    from ..detectors.alarm import GrokAlarm
+def _named(name: str) -> Callable[[], Any]:
+    def make() -> Any:
+        from ..detectors.alarm import make_alarm
 
-    return GrokAlarm
+        return make_alarm(name)
+
+    return make
 
 
-#: Detectors compared in the grokking table (replayed on each history). The first is the default
-#: alarm that the runner attaches (``warning_step`` in summary.json).
+#: Detectors compared in the grokking tables (replayed on each history): the library's named
+#: alarms with their default settings ("paper rule" is the papers' onset rule).
 DETECTORS: dict[str, Callable[[], Any]] = {
-    "ours": lambda: _grok_alarm().recommended(),
-    "paper rule": lambda: _grok_alarm().paper(),
-    "geometry only": lambda: _grok_alarm()(),
-    "validation only": lambda: _grok_alarm().recommended(defect_factor=None, name="val_only"),
+    "recommended": _named("recommended"),
+    "geometry": _named("geometry"),
+    "paper rule": _named("paper"),
+    "validation": _named("validation"),
 }
 
 
@@ -498,7 +501,8 @@ def grokking_rows(suite_dir: str | Path, runs: Sequence[Any], detectors: dict[st
     for r in runs:
         folder = Path(suite_dir) / r.name
         if (folder / "summary.json").is_file():
-            out.append(summarize_run(folder, r.role, detectors))
+            out.append({**summarize_run(folder, r.role, detectors), "split": getattr(r, "split", "dev"),
+                        "kind": getattr(r, "kind", "")})
     return out
 
 
@@ -516,23 +520,3 @@ def score(rows: Sequence[dict[str, Any]], detector: str, min_lead: int = MIN_LEA
             "mean_lead": float(np.mean(ok)) if ok else None,
             "late_or_missed": sum(1 for x in leads if x is None or x < 0),
             "controls": len(ctrl), "false_alarms": len(fired), "false_alarm_runs": [r["run"] for r in fired]}
-
-
-
-def sensitivity_scores(suite_dir: str | Path, runs: Sequence[Any], persistence: Sequence[int] = (1, 2, 3),
-                       val_drop: Sequence[float] = (0.15, 0.25, 0.35), min_lead: int = MIN_LEAD
-                       ) -> list[dict[str, Any]]:
-    """:meth:`GrokAlarm.recommended` over a grid of persistence × validation-drop thresholds,
-    replayed on the finished runs (an in-sample view of the trade-off, not a fit): one
-    :func:`score` per grid point, with its ``persistence``, ``val_drop`` and ``shortest_lead``."""
-    dets = {(p, v): (lambda p=p, v=v: _grok_alarm().recommended(persistence=p, val_drop=v))
-            for p in persistence for v in val_drop}
-    named = {f"p{p}-v{v}": f for (p, v), f in dets.items()}
-    rows = grokking_rows(suite_dir, runs, named)
-    out = []
-    for (p, v) in dets:
-        sc = score(rows, f"p{p}-v{v}", min_lead)
-        leads = [r[f"lead[p{p}-v{v}]"] for r in rows if r["role"] == "grok" and r["grok_step"] is not None]
-        ok = [x for x in leads if x is not None]
-        out.append({"persistence": p, "val_drop": v, **sc, "shortest_lead": min(ok) if ok else None})
-    return out

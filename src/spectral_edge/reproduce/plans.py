@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..experiments.config import RunConfig
-from ..experiments.suite import SuiteRun, grokking_suite, sequence_suite
+from ..experiments.suite import SuiteRun, grokking_suite
 
 SCALES = ("full", "quick", "tiny")
 STUDIES = ("lm", "jl", "optimizers", "backbone")
@@ -207,18 +207,29 @@ def study_plan(scale: str | Scale = "full", studies: Sequence[str] = STUDIES) ->
 
 # ---------------------------------------------------------------------- the grokking suite
 def quick_grokking_config(cfg: Any) -> Any:
-    """A grokking-suite config shrunk for the ``--quick`` pipeline check (a d = 32 model, sparse probes)."""
-    return replace(cfg, eval_every=50, every=25, windows=(3,), model={"d_model": 32, "d_ff": 64, "n_heads": 2},
+    """A grokking-suite config shrunk for the ``--quick`` pipeline check (p = 23 or 29, a d = 32
+    model, 300 steps, sparse probes)."""
+    return replace(cfg, modulus=23 if cfg.modulus == 97 else 29, steps=300, eval_every=50, every=25, windows=(3,),
+                   model={"d_model": 32, "d_ff": 64, "n_heads": 2}, stop_margin=50,
                    probes={"manifold": {"every": 25}, "defect": {"every": 25, "n_samples": 2, "batch_size": 64}})
 
 
-def grokking_plan(quick: bool = False, sequence: bool = True) -> tuple[list[SuiteRun], list[SuiteRun]]:
-    """The modular grokking runs and the Dyck/SCAN runs that :func:`reproduce_grokking` trains.
-    ``quick``: p = 23, one seed, 300 steps, no sequence tasks (a pipeline check)."""
+#: the ``--quick`` check's runs: two seeds of add and of x³+xy (so that both cross-validations have
+#: two groups), one final-check grokking run and one final-check control
+QUICK_RUNS = ("add-s42", "add-s137", "x3xy-s42", "x3xy-s137", "final-add-p89-s7", "final-x3xy-p89-s7")
+
+
+def grokking_plan(quick: bool = False, sweep: bool = True) -> tuple[list[SuiteRun], list[SuiteRun]]:
+    """The early-warning runs that :func:`reproduce_grokking` trains: the alarm suite
+    (:func:`~spectral_edge.experiments.suite.alarm_suite`) and, with ``sweep``, the lead-time
+    runs (:func:`~spectral_edge.experiments.suite.lead_time_suite`: slower learning rates and Dyck
+    with the probes dense early). ``quick``: :data:`QUICK_RUNS` shrunk (a pipeline check)."""
+    from ..experiments.suite import alarm_suite, lead_time_suite
+
+    runs = alarm_suite()
     if quick:
-        runs = grokking_suite(seeds=(42,), ops=("add",), modulus=23, max_steps=300, control_steps=300)
-        return [type(r)(r.name, r.role, quick_grokking_config(r.config)) for r in runs], []
-    return grokking_suite(), (sequence_suite() if sequence else [])
+        return [replace(r, config=quick_grokking_config(r.config)) for r in runs if r.name in QUICK_RUNS], []
+    return runs, (lead_time_suite() if sweep else [])
 
 
 # ---------------------------------------------------------------------- functional modes

@@ -19,11 +19,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..experiments.suite import SuiteRun
 from .claims import claims_table
-from .documents import grokking_notes, grokking_setup, render_document, write_grokking_doc
+from .documents import render_document
 from .figures import make_figures
 from .formatting import hms
-from .measures import (backbone_study, grokking_rows, jl_records, lm_study, optimizer_study, read_summary,
-                       sensitivity_scores)
+from .measures import backbone_study, grokking_rows, jl_records, lm_study, optimizer_study, read_summary
 from .plans import STUDIES, Scale, StudyPlan, grokking_plan, study_plan
 
 
@@ -90,32 +89,37 @@ def reproduce_trajectories(out: str | Path, *, jobs: int = 2, scale: str | Scale
 
 # ---------------------------------------------------------------------- grokking
 def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: bool = False,
-                       sequence: bool = True, train: bool = True,
-                       on_event: Callable[..., None] | None = None) -> Path:
-    """Run (or reuse) the grokking suite and the Dyck/SCAN suite under ``out``, then write the
-    reproduction document ``doc`` and ``out/grokking_runs.csv``. ``quick`` shrinks everything
-    (p = 23, one seed, few steps) to check the pipeline end to end. ``train=False`` trains
-    nothing and documents the finished runs only (the document lists the missing ones)."""
+                       sweep: bool = True, train: bool = True,
+                       on_event: Callable[..., None] | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Run (or reuse) the early-warning suite and the lead-time runs under ``out``, score every
+    alarm under the protocol (:mod:`.alarm_study`), then write ``doc``, ``out/grokking_runs.csv``
+    and ``out/alarm_study.json``. ``quick`` shrinks everything to check the pipeline end to end.
+    ``train=False`` trains nothing and documents the finished runs (the document lists the rest)."""
+    from ..experiments.checkpoint import write_text_file
     from ..experiments.suite import run_suite
+    from .alarm_documents import write_grokking_doc
+    from .alarm_study import alarm_study
+    from .measures import DETECTORS
 
-    out = Path(out)
-    runs, seq = grokking_plan(quick, sequence)
+    out, doc = Path(out), Path(doc)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder for the runs")
+    if doc.suffix.lower() != ".md" or doc.is_dir():
+        raise ConfigError(f"--doc {doc}: give a Markdown file name ending in .md")
+    runs, lead = grokking_plan(quick, sweep)
     if train:
-        run_suite(runs + seq, out, jobs=jobs, on_event=on_event)
-    rows = grokking_rows(out, runs + seq)
+        run_suite(runs + lead, out, jobs=jobs, on_event=on_event)
+    rows = grokking_rows(out, runs + lead)
     if not rows:
         raise ConfigError(f"no finished runs in {out} (a run is finished when its folder has a summary.json)")
-    finished = {r["run"] for r in rows}
-    missing = [r.name for r in runs + seq if r.name not in finished]
+    study = alarm_study(out, runs, lead, log=log)
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out / "grokking_runs.csv", index=False)
-    ctrl_steps = max((r.config.steps for r in runs if r.role == "control"), default=0)
-    sensitivity = sensitivity_scores(out, [r for r in runs if r.config.task == "modular"])
-    scan = ([json.loads((out / r["run"] / "summary.json").read_text()) for r in rows if r["task"] == "scan"]
-            if any(m.startswith("scan") for m in missing) else [])
-    notes = grokking_notes(rows, sensitivity, missing, scan)
-    return write_grokking_doc(rows, doc, setup=grokking_setup(ctrl_steps, quick), notes=notes)
+    light = {**study, "families": {f: {k: v for k, v in rec.items() if k != "warnings"}
+                                   for f, rec in study["families"].items()}}
+    write_text_file(out / "alarm_study.json", json.dumps(light, indent=1, default=str))
+    return write_grokking_doc(study, rows, list(DETECTORS), doc, quick=quick)
 
 
 # ---------------------------------------------------------------------- functional modes
