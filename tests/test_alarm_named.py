@@ -52,20 +52,42 @@ def test_geometry_conditions_each_hold_the_alarm_back():
         GrokAlarm(ratio_min=2.5, ratio_max=2.0)
 
 
+def test_turnaround_conditions_read_the_running_peak_and_low():
+    n = 14
+    defect = [1.0, 1.0, 1.0] + [50.0] * (n - 3)
+    # PC1 climbs to 75 then turns down; R falls to 1.10 then climbs back
+    pc1 = [70, 72, 74, 75, 75, 75, 74.8, 74.6, 74.4, 74.2, 74.0, 73.5, 73, 72]
+    R = [1.5, 1.4, 1.3, 1.2, 1.15, 1.1, 1.1, 1.1, 1.12, 1.14, 1.16, 1.2, 1.25, 1.3]
+    kw = {"ratio_min": None, "ratio_max": None, "pc1_min": None, "persistence": 1, "ratio_records": 1,
+          "pc1_records": 1}
+    # PC1 0.5 points below its peak of 75 first at record 9 (74.4)
+    assert replay(_rows(R, pc1, defect), GrokAlarm.geometry(**kw, pc1_drop=0.5)) == 900
+    # R 5% above its low of 1.10 first at record 10 (1.16 ≥ 1.155)
+    assert replay(_rows(R, pc1, defect), GrokAlarm.geometry(**kw, ratio_rise=0.05)) == 1100
+    both = GrokAlarm.geometry(**kw, pc1_drop=0.5, ratio_rise=0.05)
+    ev = replay_events(_rows(R, pc1, defect), both)[0]
+    assert ev["step"] == 1100 and "below its peak 75%" in ev["reason"] and "its low 1.1" in ev["reason"]
+    with pytest.raises(ConfigError, match="pc1_drop"):
+        GrokAlarm(pc1_drop=-1)
+    with pytest.raises(ConfigError, match="ratio_rise"):
+        GrokAlarm(ratio_rise=0)
+
+
 def test_geometry_streaming_in_chunks_and_resumed_equals_replay():
     n = 30
     defect = [1.0, 1.2, 0.9] + [5.0 * i for i in range(n - 3)]
     R = [1.1 + 0.05 * (i % 7) for i in range(n)]
     pc1 = [60 + 0.6 * i for i in range(n)]
     rows = _rows(R, pc1, defect)
-    want = replay(rows, GrokAlarm.geometry(ratio_min=1.2, pc1_min=70, persistence=2))
+    kw = {"ratio_min": 1.2, "pc1_min": 70, "persistence": 2, "ratio_rise": 0.01, "pc1_drop": None}
+    want = replay(rows, GrokAlarm.geometry(**kw))
     assert want is not None
-    det = GrokAlarm.geometry(ratio_min=1.2, pc1_min=70, persistence=2)
+    det = GrokAlarm.geometry(**kw)
     got = None
     for i in range(0, len(rows), 3):  # one step's rows at a time, resumed from a saved state halfway
         if i == 3 * 10:
             state = json.loads(json.dumps(det.state_dict()))
-            det = GrokAlarm.geometry(ratio_min=1.2, pc1_min=70, persistence=2)
+            det = GrokAlarm.geometry(**kw)
             det.load_state_dict(state)
         for ev in det.update(rows[i:i + 3]):
             got = got or ev["step"]

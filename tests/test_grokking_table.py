@@ -101,7 +101,7 @@ def test_alarm_study_and_document_on_planted_runs(tmp_path):
     assert "4/4 (40–100%)" in text  # exact interval of 4 out of 4
     assert "| add-s1 | dev | add |" in text and "| final-add | final | add |" in text
     assert "2800–3300" in text  # the papers' grok steps for add are placed beside ours
-    assert len(candidates("geometry")) == 3 * (2 * 5 * 4 * 5 - 1)
+    assert len(candidates("geometry")) == 3 * (2 * 5 * 4 * 5 - 1) + 3 * 2 * (6 * 4 - 1)
 
 
 def test_lead_law_is_least_squares_on_the_logs():

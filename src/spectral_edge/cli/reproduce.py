@@ -101,6 +101,9 @@ def grokking(
     quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, a few hundred steps: tests the pipeline."),
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write. Default: docs/grokking.md, or OUT/grokking.md with --quick."),
+    evidence: Optional[Path] = typer.Option(None, "--evidence", help="Also copy each finished run's config, summary, "
+                                            "eval curve and history (no weights) to this folder (e.g. docs/data/"
+                                            "grokking), so the document can be recomputed from it with --no-train."),
     no_sweep: bool = typer.Option(False, "--no-sweep", help="Leave out the lead-time runs (slower learning rates "
                                                             "and Dyck)."),
     no_train: bool = _NO_TRAIN_OPT,
@@ -124,7 +127,7 @@ def grokking(
         extra = f" grok step {summary.get('grok_step')}, {summary.get('wall_seconds', 0):.0f} s" if summary else ""
         log(f"{kind} {run.name}{extra}")
 
-    path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sweep=not no_sweep, train=not no_train,
+    path = reproduce_grokking(out, doc, jobs=jobs, quick=quick, sweep=not no_sweep, train=not no_train, evidence=evidence,
                               on_event=on_event if log else None, log=log or None)
     if as_json:
         import pandas as pd

@@ -99,9 +99,9 @@ class GrokAlarm:
                  defect_probe: str = "defect", defect_key: str = "defect",
                  g23_decline: float | None = 5.0, g23_smooth: int = 3, g23_min_records: int = 3, g23_warmup: int = 0,
                  ratio_max: float | None = 2.0, ratio_records: int = 5, ratio_rule: str | None = "weighted",
-                 ratio_key: str = "gap_ratio", ratio_min: float | None = None,
-                 pc1_min: float | None = None, pc1_records: int = 3, pc1_probe: str = "manifold",
-                 pc1_key: str = "pc1_pct_mean",
+                 ratio_key: str = "gap_ratio", ratio_min: float | None = None, ratio_rise: float | None = None,
+                 pc1_min: float | None = None, pc1_drop: float | None = None, pc1_records: int = 3,
+                 pc1_probe: str = "manifold", pc1_key: str = "pc1_pct_mean",
                  val_drop: float | None = None, val_keys: Sequence[str] = ("val_loss", "test_loss"),
                  val_min_records: int = 3,
                  confirm: str = "all", persistence: int = 2, group: str = "all", window: int | None = None,
@@ -115,9 +115,13 @@ class GrokAlarm:
         if int(pc1_records) < 1:
             raise ConfigError("pc1_records must be ≥ 1")
         if (defect_factor is None and g23_decline is None and ratio_max is None and ratio_min is None
-                and pc1_min is None and val_drop is None):
-            raise ConfigError("every signal is disabled; enable the defect, g23_decline, ratio_max, ratio_min, pc1_min "
-                              "or val_drop")
+                and ratio_rise is None and pc1_min is None and pc1_drop is None and val_drop is None):
+            raise ConfigError("every signal is disabled; enable the defect, g23_decline, ratio_max, ratio_min, "
+                              "ratio_rise, pc1_min, pc1_drop or val_drop")
+        if ratio_rise is not None and not ratio_rise > 0:
+            raise ConfigError(f"ratio_rise is a fraction > 0 (R above its running low), got {ratio_rise}")
+        if pc1_drop is not None and not pc1_drop > 0:
+            raise ConfigError(f"pc1_drop is > 0 percentage points (PC1 below its running peak), got {pc1_drop}")
         if ratio_max is not None and ratio_min is not None and ratio_min > ratio_max:
             raise ConfigError(f"ratio_min {ratio_min} is above ratio_max {ratio_max}: no R can satisfy both")
         if val_drop is not None and not 0 < val_drop < 1:
@@ -133,6 +137,10 @@ class GrokAlarm:
         self.ratio_records, self.ratio_key, self.ratio_rule = int(ratio_records), ratio_key, ratio_rule
         self.ratio_min = None if ratio_min is None else float(ratio_min)
         self.pc1_min = None if pc1_min is None else float(pc1_min)
+        self.ratio_rise = None if ratio_rise is None else float(ratio_rise)
+        self.pc1_drop = None if pc1_drop is None else float(pc1_drop)
+        self.uses_ratio = ratio_max is not None or ratio_min is not None or ratio_rise is not None
+        self.uses_pc1 = pc1_min is not None or pc1_drop is not None
         self.pc1_records, self.pc1_probe, self.pc1_key = int(pc1_records), pc1_probe, pc1_key
         self.val_drop = None if val_drop is None else float(val_drop)
         self.val_keys, self.val_min_records = tuple(val_keys), int(val_min_records)
@@ -197,7 +205,8 @@ class GrokAlarm:
                 "g23_decline": self.g23_decline, "g23_smooth": self.g23_smooth,
                 "g23_min_records": self.g23_min_records, "g23_warmup": self.g23_warmup, "ratio_max": self.ratio_max,
                 "ratio_records": self.ratio_records, "ratio_rule": self.ratio_rule, "ratio_key": self.ratio_key,
-                "ratio_min": self.ratio_min, "pc1_min": self.pc1_min, "pc1_records": self.pc1_records,
+                "ratio_min": self.ratio_min, "ratio_rise": self.ratio_rise, "pc1_min": self.pc1_min,
+                "pc1_drop": self.pc1_drop, "pc1_records": self.pc1_records,
                 "pc1_probe": self.pc1_probe, "pc1_key": self.pc1_key,
                 "val_drop": self.val_drop, "val_keys": list(self.val_keys), "val_min_records": self.val_min_records,
                 "confirm": self.confirm,
@@ -213,6 +222,8 @@ class GrokAlarm:
         self.g23_peak_step: int | None = None
         self.ratios: list[float] = []  # recent values (≤ ratio_records)
         self.pc1s: list[float] = []  # recent execution-manifold PC1% values (≤ pc1_records)
+        self.pc1_peak = float("-inf")  # running max of the PC1 median (once pc1_records are in)
+        self.ratio_low = float("inf")  # running min of the R median (once ratio_records are in)
         self.val_key: str | None = None  # the first of val_keys seen in a log row
         self.val_n, self.val_peak, self.val_now = 0, float("-inf"), float("nan")
         self.recent: list[tuple[int, bool]] = []  # (step, condition) of the latest records
@@ -243,18 +254,24 @@ class GrokAlarm:
         return float(np.median(self.ratios)) if self.ratios else float("nan")
 
     def _ratio_ok(self) -> bool:
-        """R's median within [ratio_min, ratio_max] (either bound may be off)."""
+        """R's median within [ratio_min, ratio_max], and ≥ (1 + ratio_rise)× its running low
+        (each condition may be off)."""
         if len(self.ratios) < self.ratio_records:
             return False
         r = self._ratio_now()
-        return (self.ratio_max is None or r <= self.ratio_max) and (self.ratio_min is None or r >= self.ratio_min)
+        return ((self.ratio_max is None or r <= self.ratio_max) and (self.ratio_min is None or r >= self.ratio_min)
+                and (self.ratio_rise is None or r >= self.ratio_low * (1 + self.ratio_rise)))
 
     def _pc1_now(self) -> float:
         return float(np.median(self.pc1s)) if self.pc1s else float("nan")
 
     def _pc1_ok(self) -> bool:
-        assert self.pc1_min is not None
-        return len(self.pc1s) >= self.pc1_records and self._pc1_now() >= self.pc1_min
+        """PC1's median ≥ pc1_min, and ≥ pc1_drop points below its running peak (each may be off)."""
+        if len(self.pc1s) < self.pc1_records:
+            return False
+        now = self._pc1_now()
+        return ((self.pc1_min is None or now >= self.pc1_min)
+                and (self.pc1_drop is None or now <= self.pc1_peak - self.pc1_drop))
 
     def _val_fraction(self) -> float:
         """How far the validation loss has fallen below its running peak (fraction of the peak)."""
@@ -273,9 +290,9 @@ class GrokAlarm:
             checks.append(self._val_ok())
         if self.g23_decline is not None:
             checks.append(self._g23_ok())
-        if self.ratio_max is not None or self.ratio_min is not None:
+        if self.uses_ratio:
             checks.append(self._ratio_ok())
-        if self.pc1_min is not None:
+        if self.uses_pc1:
             checks.append(self._pc1_ok())
         confirmed = True if not checks else (all(checks) if self.confirm == "all" else any(checks))
         return self._defect_ok() and confirmed
@@ -289,12 +306,18 @@ class GrokAlarm:
         if self.g23_decline is not None:
             parts.append(f"g23 {self._g23_factor():.3g}× below its peak at step {self.g23_peak_step} "
                          f"(need {self.g23_decline:g}×)")
-        if self.ratio_max is not None or self.ratio_min is not None:
-            need = " and ".join(x for x in (None if self.ratio_min is None else f"≥ {self.ratio_min:g}",
-                                            None if self.ratio_max is None else f"≤ {self.ratio_max:g}") if x)
+        if self.uses_ratio:
+            need = " and ".join(x for x in (
+                None if self.ratio_min is None else f"≥ {self.ratio_min:g}",
+                None if self.ratio_max is None else f"≤ {self.ratio_max:g}",
+                None if self.ratio_rise is None else f"≥ {1 + self.ratio_rise:g}× its low {self.ratio_low:.3g}") if x)
             parts.append(f"median R {self._ratio_now():.3g} (need {need})")
-        if self.pc1_min is not None:
-            parts.append(f"execution-manifold PC1 {self._pc1_now():.3g}% (need ≥ {self.pc1_min:g}%)")
+        if self.uses_pc1:
+            need = " and ".join(x for x in (
+                None if self.pc1_min is None else f"≥ {self.pc1_min:g}%",
+                None if self.pc1_drop is None else f"≥ {self.pc1_drop:g} points below its peak {self.pc1_peak:.3g}%")
+                if x)
+            parts.append(f"execution-manifold PC1 {self._pc1_now():.3g}% (need {need})")
         if self.val_drop is not None:
             parts.append(f"{self.val_key} {100 * self._val_fraction():.0f}% below its peak "
                          f"(need {100 * self.val_drop:g}%)")
@@ -312,11 +335,13 @@ class GrokAlarm:
             if self.tracker.push(r.get(self.defect_key)):
                 self.defect_onset_step = int(r["step"])
             return True
-        if kind == "probe" and r.get("probe") == self.pc1_probe and self.pc1_min is not None:
+        if kind == "probe" and r.get("probe") == self.pc1_probe and self.uses_pc1:
             v = r.get(self.pc1_key)
             if is_missing(v):
                 return False
             self.pc1s = (self.pc1s + [float(v)])[-self.pc1_records:]
+            if len(self.pc1s) >= self.pc1_records:
+                self.pc1_peak = max(self.pc1_peak, self._pc1_now())
             return True
         if kind == "log" and self.val_drop is not None:
             if self.val_key is None:
@@ -350,9 +375,11 @@ class GrokAlarm:
                     R = r.get(f"ratio_{int(k)}")
             if is_missing(R):
                 R = r.get(self.ratio_key)
-            if (self.ratio_max is not None or self.ratio_min is not None) and not is_missing(R):
+            if self.uses_ratio and not is_missing(R):
                 self.ratios.append(float(R))
                 self.ratios = self.ratios[-self.ratio_records:]
+                if len(self.ratios) >= self.ratio_records:
+                    self.ratio_low = min(self.ratio_low, self._ratio_now())
                 used = True
             return used
         return False
@@ -381,9 +408,8 @@ class GrokAlarm:
                                "defect_baseline": self.tracker.baseline if self.use_defect else None,
                                "defect_onset_step": self.defect_onset_step,
                                "g23_factor": self._g23_factor() if self.g23_decline is not None else None,
-                               "ratio_median": self._ratio_now() if self.ratio_max is not None or
-                               self.ratio_min is not None else None,
-                               "pc1_median": self._pc1_now() if self.pc1_min is not None else None,
+                               "ratio_median": self._ratio_now() if self.uses_ratio else None,
+                               "pc1_median": self._pc1_now() if self.uses_pc1 else None,
                                "val_drop": self._val_fraction() if self.val_drop is not None else None})
         return events
 
@@ -392,6 +418,7 @@ class GrokAlarm:
         return {"params": self.params(), "tracker": self.tracker.state_dict(), "defect_onset_step": self.defect_onset_step,
                 "g23": list(self.g23), "g23_n": self.g23_n, "g23_peak": self.g23_peak,
                 "g23_peak_step": self.g23_peak_step, "ratios": list(self.ratios), "pc1s": list(self.pc1s),
+                "pc1_peak": self.pc1_peak, "ratio_low": self.ratio_low,
                 "recent": [[s, c] for s, c in self.recent], "fired_step": self.fired_step, "window_used": self._window,
                 "val": [self.val_key, self.val_n, self.val_peak, self.val_now]}
 
@@ -405,6 +432,8 @@ class GrokAlarm:
         self.g23_peak_step = s["g23_peak_step"]
         self.ratios = [float(x) for x in s["ratios"]]
         self.pc1s = [float(x) for x in s.get("pc1s", [])]
+        self.pc1_peak = float(s.get("pc1_peak", float("-inf")))
+        self.ratio_low = float(s.get("ratio_low", float("inf")))
         self.recent = [(int(a), bool(b)) for a, b in s["recent"]]
         self.fired_step = s["fired_step"]
         self._window = s.get("window_used", self.window)

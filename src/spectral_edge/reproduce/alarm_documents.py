@@ -122,12 +122,14 @@ def geometry_verdict(study: Mapping[str, Any]) -> list[str]:
 
 
 def runs_section(rows: Sequence[Mapping[str, Any]], study: Mapping[str, Any], dets: Sequence[str]) -> list[str]:
-    head = ["run", "set", "kind", "grok (≥0.9)", "grok (≥0.98×3)", "papers' grok",
+    head = ["run", "set", "kind", "grok step", "grok (≥0.98×3)", "papers' grok",
             *[f"warn / lead [{d}]" for d in dets], "peak defect", "g23 decline", "R (weighted)", "PC1%",
             "last step", "final test acc"]
     body = []
     for r in rows:
         paper = PAPERS["grok_steps"].get(r["op"] if r["task"] == "modular" else r["task"], "–")
+        if r.get("lr", 1e-3) != 1e-3 or (r["task"] == "modular" and r.get("modulus", 97) != 97):
+            paper = "–"  # the papers give grok steps at p = 97 and lr 1e-3 only
         if r["role"] == "control":
             paper = "never" if r.get("kind") == "never-grokking op" else "–"
         warn = [f"{fmt_dash(r.get(f'warn[{d}]'))} / {fmt_dash(r.get(f'lead[{d}]'))}" for d in dets]
@@ -135,7 +137,8 @@ def runs_section(rows: Sequence[Mapping[str, Any]], study: Mapping[str, Any], de
                      fmt_dash(r["grok_step_098x3"]), paper, *warn, fmt_dash(r["peak_defect"], 1),
                      f"{fmt_dash(r['g23_decline'], 1)}×", fmt_dash(r["R_weighted_pre"], 2),
                      fmt_dash(r.get("pc1_pct"), 1), fmt_dash(r["steps_run"]), fmt_dash(r["final_test_acc"], 3)])
-    return ["## Runs", "", "Warnings of the library's alarms (their default settings) on every run.", "",
+    return ["## Runs", "", "Warnings of the library's alarms (their default settings) on every run. Grok step: the "
+            "first evaluation with test accuracy ≥ 0.9 (modular) or per-token test accuracy ≥ 0.95 (Dyck).", "",
             *table(head, body), "",
             "Papers: g23 decline " + PAPERS["g23_decline"] + "; R " + PAPERS["R"] + "; PC1 " + PAPERS["pc1"] + ".", ""]
 
@@ -159,6 +162,24 @@ def horizon_section(rows: Sequence[Mapping[str, Any]], dets: Sequence[str], hori
             "there may not be false): " + ", ".join(f"{r['run']} ({r['final_test_acc']:.2f})" for r in rising) + "."
             if rising else "No control reached test accuracy 0.1 by the horizon."), ""]
     return out
+
+
+#: where the papers disagree with themselves (METHODS §8b), and the number this page holds us to
+SOURCE_DISAGREEMENTS = (
+    ("PC1 share of the attention trajectories", "70–94% in one paper; cited as 68–83% in another",
+     "63–83% (grokking) against 37–54% (not), the range the claims row quotes"),
+    ("defect lead before grokking", "600–1,700 steps in the abstract; 200–112,000 in their Dyck/SCAN tables "
+     "(Dyck at η = 1e-3: 2,700–7,300, longer than its 600–1,400-step grok)", "600–1,600 steps (mean 1,117) on the "
+     "modular runs, the setup we run; the lead-time law is compared in exponent, not in steps"),
+    ("g23 decline without weight decay", "0/24 runs in the abstract; 1/18 controls in a README",
+     "15–111× in 12/12 runs with weight decay against 1/12 controls, as in the claims row"),
+)
+
+
+def disagreements_section() -> list[str]:
+    return ["## Where the sources disagree with themselves", "",
+            *table(["quantity", "the sources say", "we hold ourselves to"], [list(r) for r in SOURCE_DISAGREEMENTS]),
+            ""]
 
 
 def lead_law_section(law: Mapping[str, Any]) -> list[str]:
@@ -191,6 +212,7 @@ def render_grokking_doc(study: Mapping[str, Any], rows: Sequence[Mapping[str, An
     claims_rows = [r for r in rows if r.get("split", "dev") == "dev" or r["task"] == "dyck"]
     lines += ["## The papers' claims beside ours", "", "Development runs at p = 97 (and the Dyck runs at lr 1e-3).",
               "", *grokking_claims_table(claims_rows), ""]
+    lines += disagreements_section()
     lines += lead_law_section(study["lead_law"])
     lines += horizon_section([r for r in rows if r.get("split") == "dev"], dets, ALARM_HORIZON)
     lines += runs_section(rows, study, dets)

@@ -7,8 +7,10 @@ protocol, never by hand):
 - ``paper``: the papers' onset rule (no setting);
 - ``validation``: the validation loss alone, ``val_drop`` × ``persistence``;
 - ``recommended``: defect onset ∧ the validation drop, the same grid;
-- ``geometry``: no validation or test data: defect onset (or not) ∧ the median edge ratio R
-  within [ratio_min, ratio_max] ∧ the execution-manifold PC1% ≥ pc1_min, × persistence.
+- ``geometry``: no validation or test data: defect onset (or not) ∧ either levels (the median
+  edge ratio R within [ratio_min, ratio_max] ∧ the execution-manifold PC1% ≥ pc1_min) or
+  turnarounds (PC1 ≥ pc1_drop points below its running peak ∧ R ≥ ratio_rise above its running
+  low), × persistence.
 
 For each family: the in-sample score (chosen and scored on the development runs), the
 cross-validated scores (leave one operation out, leave one seed out), and the final check
@@ -41,6 +43,9 @@ PERSISTENCE = (1, 2, 3)
 RATIO_MINS = (None, 1.1, 1.15, 1.2, 1.25)
 RATIO_MAXS = (None, 1.5, 1.7, 2.0)
 PC1_MINS = (None, 70.0, 71.0, 72.0, 73.0)
+#: the turnaround conditions: PC1 below its running peak (points), R above its running low (fraction)
+PC1_DROPS = (None, 0.1, 0.2, 0.3, 0.5, 1.0)
+RATIO_RISES = (None, 0.02, 0.05, 0.1)
 BOOTSTRAP = 2000
 BOOTSTRAP_SEED = 0
 
@@ -76,6 +81,15 @@ def candidates(family: str) -> dict[str, tuple[dict[str, Any], Callable[[], Any]
                             if not defect:
                                 kw["defect_factor"] = None
                             out[geometry_label(kw)] = (kw, (lambda kw=kw: A.geometry(**kw)))
+                for drop in PC1_DROPS:
+                    for rise in RATIO_RISES:
+                        if drop is None and rise is None:
+                            continue
+                        kw = {"ratio_min": None, "ratio_max": None, "pc1_min": None, "pc1_drop": drop,
+                              "ratio_rise": rise, "persistence": p}
+                        if not defect:
+                            kw["defect_factor"] = None
+                        out[geometry_label(kw)] = (kw, (lambda kw=kw: A.geometry(**kw)))
     else:
         raise ValueError(f"unknown family {family!r}")
     return out
@@ -90,6 +104,10 @@ def geometry_label(kw: Mapping[str, Any]) -> str:
                      .replace(", ]", ", –]"))
     if kw.get("pc1_min") is not None:
         parts.append(f"PC1≥{kw['pc1_min']:g}")
+    if kw.get("pc1_drop") is not None:
+        parts.append(f"PC1 ≤ peak−{kw['pc1_drop']:g}")
+    if kw.get("ratio_rise") is not None:
+        parts.append(f"R ≥ low×{1 + kw['ratio_rise']:g}")
     return " ∧ ".join(parts) + f" ×{kw.get('persistence', 1)}"
 
 

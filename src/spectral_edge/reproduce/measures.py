@@ -468,7 +468,8 @@ def summarize_run(folder: str | Path, role: str, detectors: dict[str, Callable[[
     grok = summary.get("grok_step")
     row: dict[str, Any] = {
         "run": folder.name, "role": role, "task": cfg.get("task"), "op": cfg.get("op"), "seed": cfg.get("seed"),
-        "weight_decay": cfg.get("weight_decay"), "steps_run": summary.get("steps_run"), "grok_step": grok,
+        "weight_decay": cfg.get("weight_decay"), "lr": cfg.get("lr"), "modulus": cfg.get("modulus"),
+        "steps_run": summary.get("steps_run"), "grok_step": grok,
         "grok_step_098x3": summary.get("grok_step_098x3"), "final_test_acc": _finite(summary.get("final_test_acc")),
     }
     for name, make in (detectors or DETECTORS).items():

@@ -88,13 +88,43 @@ def reproduce_trajectories(out: str | Path, *, jobs: int = 2, scale: str | Scale
 
 
 # ---------------------------------------------------------------------- grokking
+#: what a run folder keeps as evidence: no weights, tens of KB per run
+EVIDENCE_FILES = ("config.json", "summary.json", "eval.csv", "history.jsonl")
+
+
+def copy_evidence(out: Path, dest: Path, names: Sequence[str]) -> list[str]:
+    """Copy the compact files (:data:`EVIDENCE_FILES`) of the finished runs ``names`` from ``out``
+    to ``dest/<name>/`` (a run's existing evidence there is replaced: it is a copy). Returns the
+    runs copied."""
+    import shutil
+
+    from ..experiments.checkpoint import write_text_file
+
+    copied = []
+    for n in names:
+        src = out / n
+        if not (src / "summary.json").is_file():
+            continue
+        (dest / n).mkdir(parents=True, exist_ok=True)
+        for f in EVIDENCE_FILES:
+            if (src / f).is_file():
+                shutil.copyfile(src / f, dest / n / (f + ".tmp"))
+                os.replace(dest / n / (f + ".tmp"), dest / n / f)
+        copied.append(n)
+    write_text_file(dest / "README.md", "Compact outputs of the runs behind the document (config, summary, evaluation "
+                    "curve and monitor history of each run; no weights). `spectral-edge reproduce grokking --out "
+                    "<a copy of this folder> --no-train` recomputes every table from them.\n")
+    return copied
+
+
 def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: bool = False,
-                       sweep: bool = True, train: bool = True,
+                       sweep: bool = True, train: bool = True, evidence: str | Path | None = None,
                        on_event: Callable[..., None] | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Run (or reuse) the early-warning suite and the lead-time runs under ``out``, score every
     alarm under the protocol (:mod:`.alarm_study`), then write ``doc``, ``out/grokking_runs.csv``
     and ``out/alarm_study.json``. ``quick`` shrinks everything to check the pipeline end to end.
-    ``train=False`` trains nothing and documents the finished runs (the document lists the rest)."""
+    ``train=False`` trains nothing and documents the finished runs (the document lists the rest).
+    ``evidence``: also copy each finished run's compact files there (:func:`copy_evidence`)."""
     from ..experiments.checkpoint import write_text_file
     from ..experiments.suite import run_suite
     from .alarm_documents import write_grokking_doc
@@ -119,6 +149,8 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
     light = {**study, "families": {f: {k: v for k, v in rec.items() if k != "warnings"}
                                    for f, rec in study["families"].items()}}
     write_text_file(out / "alarm_study.json", json.dumps(light, indent=1, default=str))
+    if evidence is not None and Path(evidence).resolve() != out.resolve():
+        copy_evidence(out, Path(evidence), [r.name for r in runs + lead])
     return write_grokking_doc(study, rows, list(DETECTORS), doc, quick=quick)
 
 
