@@ -15,7 +15,8 @@ from spectral_edge.reproduce import claims as cl
 from spectral_edge.experiments.suite import SuiteRun
 from spectral_edge.reproduce.alarm_documents import render_grokking_doc
 from spectral_edge.reproduce.alarm_study import alarm_study, candidates, lead_law
-from spectral_edge.reproduce.measures import DETECTORS, grokking_rows, score
+from spectral_edge.detectors.protocol import ProtocolRun, score
+from spectral_edge.reproduce.measures import DETECTORS, grokking_rows
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,10 @@ def test_table_scores_planted_runs(tmp_path):
         # the planted defect crosses the onset rule 600–1600 steps before the planted grok step
         assert 600 <= r["lead[paper]"] <= 1700
         assert r["g23_decline"] >= 10 and r["peak_defect"] > 20
-    paper, combined = score(rows, "paper"), score(rows, "combined")
-    assert paper["false_alarms"] == 3 and paper["leads_ge_min"] == 3  # the caveat: the rule fires on controls
-    assert combined["false_alarms"] < paper["false_alarms"]
+    runs_p = [ProtocolRun(r["run"], [], r["grok_step"]) for r in rows]
+    paper, combined = (score(runs_p, {r["run"]: r[f"warn[{d}]"] for r in rows}) for d in ("paper", "combined"))
+    assert paper.false_alarms == 3 and paper.useful == 3  # the caveat: the rule fires on controls
+    assert combined.false_alarms < paper.false_alarms
 
 
 def _with_val_and_pc1(planted, val_drop_at: int | None, pc1: float):

@@ -46,11 +46,11 @@ def replay_run(source: Path, alarms: list[str], threshold: float = 0.9) -> dict[
     return out
 
 
-@app.command(epilog="Examples:\n\n  spectral-edge replay runs/add-s42\n\n"
+@app.command("replay", epilog="Examples:\n\n  spectral-edge replay runs/add-s42\n\n"
              "  spectral-edge replay runs/add-s42 --alarm geometry --alarm validation\n\n"
              "  spectral-edge replay runs/add-s42/history.jsonl --alarm all --json\n\n"
              "A positive lead is how many steps the warning came before the grok step; negative: after it.")
-def replay(
+def replay_command(
     run: Path = typer.Argument(..., help="A run folder (with history.jsonl) or a history.jsonl file."),
     alarm: list[str] = typer.Option([], "--alarm", "-a", help=ALARM_HELP),
     threshold: float = typer.Option(0.9, "--threshold", min=0.0, max=1.0,

@@ -56,9 +56,9 @@ def setup_text(study: Mapping[str, Any], quick: bool) -> list[str]:
         "on the recorded histories.",
         "",
         f"**Development runs** (every setting is chosen on these, by cross-validation): add, sub, mul, x²+y² at "
-        f"p = 97 × seeds 42, 137, 2024, and 15 controls run to a **horizon of {ALARM_HORIZON} steps**: x²+xy+y² "
-        f"and x³+xy (never grok) and addition with {hard}, × the same seeds. A control counts as a false alarm if "
-        f"any alarm fires by step {ALARM_HORIZON}.",
+        f"p = 97 × seeds 42, 137, 2024, and 24 controls run to a **horizon of {ALARM_HORIZON} steps**: x²+xy+y² "
+        f"and x³+xy (never grok), addition with {hard}, and sub, mul and x²+y² without weight decay, × the same "
+        f"seeds. A control counts as a false alarm if any alarm fires by step {ALARM_HORIZON}.",
         "",
         f"**Final check** (named in `spectral_edge.experiments.suite` before any of them was scored; no setting "
         f"was chosen on them): grokking runs {final}; controls {fctrl}.",

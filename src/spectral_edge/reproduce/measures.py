@@ -429,10 +429,6 @@ def _read_json(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------- grokking runs
-#: the lead (steps before grokking) that counts as an early warning in the grokking table
-MIN_LEAD = 500
-
-
 def _named(name: str) -> Callable[[], Any]:
     def make() -> Any:
         from ..detectors.alarm import make_alarm
@@ -505,19 +501,3 @@ def grokking_rows(suite_dir: str | Path, runs: Sequence[Any], detectors: dict[st
             out.append({**summarize_run(folder, r.role, detectors), "split": getattr(r, "split", "dev"),
                         "kind": getattr(r, "kind", "")})
     return out
-
-
-def score(rows: Sequence[dict[str, Any]], detector: str, min_lead: int = MIN_LEAD) -> dict[str, Any]:
-    """Leads ≥ ``min_lead`` among runs that grokked, and alarms among controls, for one detector."""
-    import numpy as np
-
-    grok = [r for r in rows if r["role"] == "grok" and r["grok_step"] is not None]
-    ctrl = [r for r in rows if r["role"] == "control"]
-    leads = [r[f"lead[{detector}]"] for r in grok]
-    good = [x for x in leads if x is not None and x >= min_lead]
-    fired = [r for r in ctrl if r[f"warn[{detector}]"] is not None]
-    ok = [x for x in leads if x is not None and x >= 0]
-    return {"detector": detector, "grokking_runs": len(grok), "leads_ge_min": len(good), "min_lead": min_lead,
-            "mean_lead": float(np.mean(ok)) if ok else None,
-            "late_or_missed": sum(1 for x in leads if x is None or x < 0),
-            "controls": len(ctrl), "false_alarms": len(fired), "false_alarm_runs": [r["run"] for r in fired]}
