@@ -150,3 +150,12 @@ def test_grok_alarm_flag_adds_the_probes_it_reads(tmp_path):
     assert list(cfg["probes"]) == ["manifold", "defect"] and cfg["alarm"] == "geometry"
     assert cfg["task_options"] == {"val_frac": 0.2}
     assert json.loads(r.stdout)["alarm"] == "geometry"
+
+
+def test_a_validation_alarm_without_a_validation_split_says_it_reads_the_test_loss(tmp_path, recwarn):
+    cfg = RunConfig(**{**TINY, "task_options": {}, "steps": 10}, alarm="validation")
+    with pytest.warns(RuntimeWarning, match="no validation split, so it reads the test loss"):
+        run_experiment(cfg, tmp_path / "a")
+    recwarn.clear()
+    run_experiment(RunConfig(**{**TINY, "steps": 10}, alarm="validation"), tmp_path / "b")
+    assert not [w for w in recwarn if "validation split" in str(w.message)]

@@ -179,6 +179,14 @@ class RunConfig:
     intervention: dict[str, Any] | None = None  # an [intervention] table (spectral_edge.interventions.spec):
     #                                             kind, strength, start, basis_from, …; None: plain training
 
+    @property
+    def has_validation_split(self) -> bool:
+        """Whether the run's evaluations log a validation loss apart from the test split (modular:
+        ``task_options.val_frac`` > 0; the language model: its held-out text)."""
+        if self.task == "modular":
+            return bool(self.task_options.get("val_frac"))
+        return self.task == "lm"
+
     def __post_init__(self) -> None:
         """Every field checked against its type and bounds (:func:`check_value`), the word
         fields against their choices; a ConfigError names the key, the value and what was

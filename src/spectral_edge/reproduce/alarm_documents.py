@@ -88,7 +88,8 @@ def protocol_section(study: Mapping[str, Any]) -> list[str]:
             "operation's runs (its grokking runs and its controls: the additions hold the three hard controls) "
             "are scored with the setting chosen on the other operations; leave one seed out likewise. Final "
             "check: the setting chosen on all development runs, scored once on the final-check runs.", "",
-            f"**Default alarm: {d}** (best leave-one-operation-out score; ties go to leave-one-seed-out). "
+            f"**Default alarm: {d}** (best leave-one-operation-out score; ties go to leave-one-seed-out, then to the "
+            "longer mean lead). "
             "`spectral-edge grok/run` attach it unless `--alarm` names another; summary.json records which "
             "alarm set `warning_step`.", ""]
     out += ["What each fold chose (leave one op out): " + "; ".join(

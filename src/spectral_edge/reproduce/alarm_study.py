@@ -16,7 +16,7 @@ For each family: the in-sample score (chosen and scored on the development runs)
 cross-validated scores (leave one operation out, leave one seed out), and the final check
 (chosen on all development runs, scored once on the final-check runs). The default alarm is
 the family with the best leave-one-operation-out score (ties: leave-one-seed-out, then the
-family listed first).
+longer mean lead, then the family listed first).
 
 The lead-time law: lead = c · T_grok^α fitted by least squares on log lead against log
 T_grok over runs that grokked with a positive lead, with a seeded bootstrap 95% interval
@@ -155,7 +155,8 @@ def family_study(dev: Sequence[ProtocolRun], final: Sequence[ProtocolRun], famil
 
 
 def default_family(study: Mapping[str, Mapping[str, Any]]) -> str:
-    """The family with the best leave-one-operation-out value (ties: leave-one-seed-out, then order)."""
+    """The family with the best leave-one-operation-out value (ties: leave-one-seed-out, then the
+    longer leave-one-operation-out mean lead, then the order of :data:`FAMILIES`)."""
     def value(s: Mapping[str, Any] | None) -> float:
         if not s:
             return float("-inf")
@@ -163,8 +164,12 @@ def default_family(study: Mapping[str, Mapping[str, Any]]) -> str:
         c = s["false_alarms"] / s["n_control"] if s["n_control"] else 0.0
         return g - c
 
+    def lead(s: Mapping[str, Any] | None) -> float:
+        return float(s["mean_lead"]) if s and s.get("mean_lead") == s.get("mean_lead") and s.get("mean_lead") \
+            is not None else -1.0
+
     ranked = sorted(FAMILIES, key=lambda f: (-round(value(study[f]["cv_op"]), 12), -round(value(study[f]["cv_seed"]), 12),
-                                             FAMILIES.index(f)))
+                                             -lead(study[f]["cv_op"]), FAMILIES.index(f)))
     return ranked[0]
 
 

@@ -499,5 +499,27 @@ def grokking_rows(suite_dir: str | Path, runs: Sequence[Any], detectors: dict[st
         folder = Path(suite_dir) / r.name
         if (folder / "summary.json").is_file():
             out.append({**summarize_run(folder, r.role, detectors), "split": getattr(r, "split", "dev"),
-                        "kind": getattr(r, "kind", "")})
+                        "kind": getattr(r, "kind", ""), "folder": str(folder)})
+    _twin_declines(out)
     return out
+
+
+def _twin_declines(rows: list[dict[str, Any]]) -> None:
+    """For each modular run without weight decay: g23's decline by the grok step of its *twin* (the
+    same operation, seed, modulus and learning rate with weight decay, when that run grokked):
+    ``twin_grok_step`` and ``g23_decline_twin`` (the gap-dynamics claim compares the two at
+    matched steps)."""
+    from ..detectors.signals import gram_edge_summary
+    from ..io.history import read_history
+
+    twins = {(r["op"], r["seed"], r.get("modulus"), r.get("lr")): r["grok_step"] for r in rows
+             if r["task"] == "modular" and (r["weight_decay"] or 0) > 0 and r["grok_step"] is not None}
+    for r in rows:
+        r["twin_grok_step"], r["g23_decline_twin"] = None, None
+        if r["task"] != "modular" or (r["weight_decay"] or 0) > 0:
+            continue
+        t = twins.get((r["op"], r["seed"], r.get("modulus"), r.get("lr")))
+        if t is None:
+            continue
+        ge = gram_edge_summary(read_history(Path(r["folder"]) / "history.jsonl"), t)
+        r["twin_grok_step"], r["g23_decline_twin"] = t, _finite(ge.decline)

@@ -145,7 +145,8 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
     study = alarm_study(out, runs, lead, log=log)
     import pandas as pd
 
-    pd.DataFrame(rows).to_csv(out / "grokking_runs.csv", index=False)
+    pd.DataFrame([{k: v for k, v in r.items() if k != "folder"} for r in rows]).to_csv(out / "grokking_runs.csv",
+                                                                                       index=False)
     light = {**study, "families": {f: {k: v for k, v in rec.items() if k != "warnings"}
                                    for f, rec in study["families"].items()}}
     write_text_file(out / "alarm_study.json", json.dumps(light, indent=1, default=str))
