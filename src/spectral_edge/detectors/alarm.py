@@ -64,7 +64,8 @@ from .signals import as_rows, is_missing
 #: :meth:`GrokAlarm.recommended` (chosen on the reference grid; see the module docs)
 RECOMMENDED_VAL_DROP = 0.25
 #: settings of :meth:`GrokAlarm.geometry` (chosen by the protocol on the development runs)
-GEOMETRY_DEFAULTS: dict[str, Any] = {"ratio_min": 1.15, "ratio_max": 2.0, "pc1_min": 72.0, "persistence": 2}
+GEOMETRY_DEFAULTS: dict[str, Any] = {"defect_factor": 10.0, "ratio_min": 1.15, "ratio_max": 2.0, "pc1_min": 72.0,
+                                     "pc1_drop": None, "ratio_rise": None, "persistence": 2}
 
 __all__ = ["RECOMMENDED_VAL_DROP", "ALARM_NAMES", "ALARM_PROBES", "DEFAULT_ALARM", "make_alarm", "GrokAlarm", "replay", "replay_events", "AlarmScore", "score_runs", "evaluate"]
 
@@ -185,9 +186,7 @@ class GrokAlarm:
         """No validation or test data: the papers' defect onset, with the median edge ratio R
         (weighted k* rule, last 5 windows) inside [ratio_min, ratio_max] and the
         execution-manifold PC1% (median of the last 3 manifold records) ≥ pc1_min."""
-        params = {"g23_decline": None, "ratio_min": GEOMETRY_DEFAULTS["ratio_min"],
-                  "ratio_max": GEOMETRY_DEFAULTS["ratio_max"], "pc1_min": GEOMETRY_DEFAULTS["pc1_min"],
-                  "persistence": GEOMETRY_DEFAULTS["persistence"], "name": "geometry_alarm"}
+        params = {"g23_decline": None, **GEOMETRY_DEFAULTS, "name": "geometry_alarm"}
         params.update(overrides)
         return cls(**params)
 

@@ -92,11 +92,31 @@ def protocol_section(study: Mapping[str, Any]) -> list[str]:
             "longer mean lead). "
             "`spectral-edge grok/run` attach it unless `--alarm` names another; summary.json records which "
             "alarm set `warning_step`.", ""]
+    out += library_defaults_lines(study)
     out += ["What each fold chose (leave one op out): " + "; ".join(
         f"{FAMILY_WORDS.get(f, f).split(' (')[0]}: " + ", ".join(f"without {g} → `{c}`" for g, c in
                                                               rec["cv_op"]["chosen"].items())
         for f, rec in fams.items() if f != "paper" and rec.get("cv_op")) + ".", ""]
     return out
+
+
+def library_defaults_lines(study: Mapping[str, Any]) -> list[str]:
+    """Whether the library's defaults (``make_alarm(name)``, ``DEFAULT_ALARM``) are the settings
+    the protocol chose on all development runs: a page written after the defaults drifted says so."""
+    from ..detectors.alarm import DEFAULT_ALARM, make_alarm
+
+    off = []
+    for f, rec in study["families"].items():
+        params = make_alarm(f).params()
+        diff = {k: (params.get(k), v) for k, v in rec["settings"].items() if params.get(k) != v}
+        if diff:
+            off.append(f"{f} (library {', '.join(f'{k} = {a}' for k, (a, _) in diff.items())}; chosen "
+                       f"{', '.join(f'{k} = {b}' for k, (_, b) in diff.items())})")
+    if DEFAULT_ALARM != study["default"]:
+        off.append(f"the default alarm (library {DEFAULT_ALARM}; chosen {study['default']})")
+    if not off:
+        return ["The library's defaults (`make_alarm(name)`, `DEFAULT_ALARM`) are the settings chosen here.", ""]
+    return ["**The library's defaults differ from the settings chosen here**: " + "; ".join(off) + ".", ""]
 
 
 def geometry_verdict(study: Mapping[str, Any]) -> list[str]:

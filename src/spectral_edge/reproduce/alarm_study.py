@@ -77,18 +77,15 @@ def candidates(family: str) -> dict[str, tuple[dict[str, Any], Callable[[], Any]
                         for pc in PC1_MINS:
                             if not defect and lo is None and hi is None and pc is None:
                                 continue
-                            kw = {"ratio_min": lo, "ratio_max": hi, "pc1_min": pc, "persistence": p}
-                            if not defect:
-                                kw["defect_factor"] = None
+                            kw = {"defect_factor": 10.0 if defect else None, "ratio_min": lo, "ratio_max": hi,
+                                  "pc1_min": pc, "pc1_drop": None, "ratio_rise": None, "persistence": p}
                             out[geometry_label(kw)] = (kw, (lambda kw=kw: A.geometry(**kw)))
                 for drop in PC1_DROPS:
                     for rise in RATIO_RISES:
                         if drop is None and rise is None:
                             continue
-                        kw = {"ratio_min": None, "ratio_max": None, "pc1_min": None, "pc1_drop": drop,
-                              "ratio_rise": rise, "persistence": p}
-                        if not defect:
-                            kw["defect_factor"] = None
+                        kw = {"defect_factor": 10.0 if defect else None, "ratio_min": None, "ratio_max": None,
+                              "pc1_min": None, "pc1_drop": drop, "ratio_rise": rise, "persistence": p}
                         out[geometry_label(kw)] = (kw, (lambda kw=kw: A.geometry(**kw)))
     else:
         raise ValueError(f"unknown family {family!r}")
@@ -97,7 +94,7 @@ def candidates(family: str) -> dict[str, tuple[dict[str, Any], Callable[[], Any]
 
 def geometry_label(kw: Mapping[str, Any]) -> str:
     """A geometry setting in words: ``defect ∧ R∈[1.15, 2] ∧ PC1≥72 ×2``."""
-    parts = [] if kw.get("defect_factor", 10.0) is None else ["defect"]
+    parts = [] if kw.get("defect_factor", 10.0) is None else ["defect"]  # 10: the onset rule's factor
     lo, hi = kw.get("ratio_min"), kw.get("ratio_max")
     if lo is not None or hi is not None:
         parts.append(f"R∈[{'' if lo is None else f'{lo:g}'}, {'' if hi is None else f'{hi:g}'}]".replace("[, ", "[–, ")
