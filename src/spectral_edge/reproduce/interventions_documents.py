@@ -167,11 +167,9 @@ def reproduce_interventions(out: str | Path, doc: str | Path, *, jobs: int = 2, 
     from ..experiments.checkpoint import write_text_file
     from ..experiments.suite import SuiteRun, run_suite
 
-    out, doc = Path(out), Path(doc)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; give a folder for the runs")
-    if doc.suffix.lower() != ".md" or doc.is_dir():
-        raise ConfigError(f"--doc {doc}: the document is Markdown; give a file name ending in .md")
+    from .plans import check_out_and_doc
+
+    out, doc = check_out_and_doc(out, doc)
     baselines, arms = interventions_plan(out, quick)
     arms = sorted(arms, key=lambda r: (r.config.task != "modular", _priority(r.name)))
     if train:

@@ -91,6 +91,21 @@ OPTIMIZER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def check_out_and_doc(out: Any, doc: Any) -> tuple[Any, Any]:
+    """``(Path(out), Path(doc))`` of a reproduction, refused (one line) when ``out`` is a file or
+    ``doc`` is not a Markdown file name."""
+    from pathlib import Path
+
+    out, doc = Path(out), Path(doc)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder for the runs")
+    if doc.suffix.lower() != ".md":
+        raise ConfigError(f"--doc {doc}: the document is Markdown; give a file name ending in .md")
+    if doc.is_dir():
+        raise ConfigError(f"--doc {doc}: is a folder; give a file name ending in .md")
+    return out, doc
+
+
 def get_scale(scale: str | Scale) -> Scale:
     if isinstance(scale, Scale):
         return scale

@@ -23,7 +23,7 @@ from .documents import render_document
 from .figures import make_figures
 from .formatting import hms
 from .measures import backbone_study, grokking_rows, jl_records, lm_study, optimizer_study, read_summary
-from .plans import STUDIES, Scale, StudyPlan, grokking_plan, study_plan
+from .plans import STUDIES, Scale, StudyPlan, check_out_and_doc, grokking_plan, study_plan
 
 
 # ---------------------------------------------------------------------- trajectory studies
@@ -131,11 +131,7 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
     from .alarm_study import alarm_study
     from .measures import DETECTORS
 
-    out, doc = Path(out), Path(doc)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; give a folder for the runs")
-    if doc.suffix.lower() != ".md" or doc.is_dir():
-        raise ConfigError(f"--doc {doc}: give a Markdown file name ending in .md")
+    out, doc = check_out_and_doc(out, doc)
     runs, lead = grokking_plan(quick, sweep)
     if train:
         run_suite(runs + lead, out, jobs=jobs, on_event=on_event)
@@ -168,13 +164,7 @@ def reproduce_modes(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: b
 
     from .plans import modes_plan
 
-    out, doc = Path(out), Path(doc)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; give a folder for the runs")
-    if doc.suffix.lower() != ".md":
-        raise ConfigError(f"--doc {doc}: the document is Markdown; give a file name ending in .md")
-    if doc.is_dir():
-        raise ConfigError(f"--doc {doc}: is a folder; give a file name ending in .md")
+    out, doc = check_out_and_doc(out, doc)
     runs = modes_plan(quick)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the analyses run beside the training processes (one thread each)
