@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import ConfigError
 from .alarm import replay
 
-__all__ = ["CRITERION", "MIN_LEAD", "ProtocolRun", "Score", "CVResult", "binomial_interval", "score",
+__all__ = ["CRITERION", "MIN_LEAD", "ProtocolRun", "Score", "CVResult", "binomial_interval", "criterion_value", "score",
            "warning_table", "choose", "cross_validate", "final_check"]
 
 #: the lead a warning must have to count as useful (steps), as in the papers' goal
@@ -106,9 +106,11 @@ class Score:
     @property
     def value(self) -> float:
         """The selection criterion (see :data:`CRITERION`)."""
-        g = self.useful / self.n_grok if self.n_grok else 0.0
-        c = self.false_alarms / self.n_control if self.n_control else 0.0
-        return g - c
+        return criterion_value(self.as_counts())
+
+    def as_counts(self) -> dict[str, int]:
+        return {"useful": self.useful, "n_grok": self.n_grok, "false_alarms": self.false_alarms,
+                "n_control": self.n_control}
 
     @property
     def mean_lead(self) -> float:
@@ -127,6 +129,14 @@ class Score:
                 "missed": self.missed, "false_alarms": self.false_alarms, "mean_lead": self.mean_lead,
                 "min_lead_seen": min(self.leads) if self.leads else None, "alarmed": list(self.alarmed),
                 "useful_interval": list(self.useful_interval), "false_alarm_interval": list(self.false_alarm_interval)}
+
+
+def criterion_value(s: Mapping[str, Any]) -> float:
+    """:data:`CRITERION` from a score's counts (a :class:`Score` or its ``as_dict()``): the share
+    of grokking runs usefully warned minus the share of controls that alarmed."""
+    g = s["useful"] / s["n_grok"] if s["n_grok"] else 0.0
+    c = s["false_alarms"] / s["n_control"] if s["n_control"] else 0.0
+    return g - c
 
 
 def score(runs: Sequence[ProtocolRun], warnings: Mapping[str, int | None], min_lead: int = MIN_LEAD) -> Score:

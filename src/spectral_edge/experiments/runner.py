@@ -53,7 +53,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,13 +144,12 @@ def build_probes(workload: Workload, cfg: RunConfig) -> list[Any]:
     return out
 
 
-def _alarm_name(monitor: Any) -> str | None:
-    """The alarm that set ``warning_step`` (its registry name, e.g. ``recommended``), or the first
-    attached alarm's when none fired; None without a detector."""
+def _alarm_name(monitor: Any, first: Mapping[str, Any] | None) -> str | None:
+    """The alarm that set ``warning_step`` (``first``: its event row; the registry name, e.g.
+    ``recommended``), or the first attached alarm's when none fired; None without a detector."""
     names = {getattr(d, "name", None): getattr(d, "alarm", getattr(d, "name", None)) for d in monitor.detectors}
-    fired = [r.get("detector") for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"]
-    if fired:
-        return names.get(fired[0], fired[0])
+    if first is not None:
+        return names.get(first.get("detector"), first.get("detector"))
     return next(iter(names.values()), None)
 
 
@@ -479,8 +478,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     w.writeheader()
     w.writerows(evals)
     _write(out / "eval.csv", lambda tmp: tmp.write_bytes(buf.getvalue().encode("utf-8")))
-    alarms = [r["step"] for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"]  # in order
-    warning = int(alarms[0]) if alarms else None
+    first = next((r for r in monitor.rows if r.get("kind") == "event" and r.get("event") == "alarm"), None)
+    warning = int(first["step"]) if first is not None else None
     summary = {
         "task": cfg.task,
         "op": cfg.op,
@@ -492,7 +491,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         "grok_step": grok_step,
         "grok_step_098x3": signals.grok_step(evals, 0.98, "test_acc", consecutive=3),
         "warning_step": warning,
-        "alarm": _alarm_name(monitor),
+        "alarm": _alarm_name(monitor, first),
         "lead": (grok_step - warning) if (grok_step is not None and warning is not None) else None,
         "steps_run": step,
         "stopped_early": step < cfg.steps,

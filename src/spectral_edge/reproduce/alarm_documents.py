@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..detectors.protocol import criterion_value
 from .claims import PAPERS, grokking_claims_table
 from .formatting import fmt_dash, table, value_range
 
@@ -123,15 +124,11 @@ def geometry_verdict(study: Mapping[str, Any]) -> list[str]:
     fams = study["families"]
     g, v = fams["geometry"], fams["validation"]
 
-    def val(s: Mapping[str, Any]) -> float:
-        return (s["useful"] / s["n_grok"] if s["n_grok"] else 0) - (s["false_alarms"] / s["n_control"]
-                                                                     if s["n_control"] else 0)
-
     parts = []
     for key, words in (("cv_op", "leave one op out"), ("cv_seed", "leave one seed out"), ("final", "final check")):
         if not g.get(key) or not v.get(key):
             continue
-        a, b = val(g[key]), val(v[key])
+        a, b = criterion_value(g[key]), criterion_value(v[key])
         rel = "beats" if a > b + 1e-12 else ("matches" if abs(a - b) <= 1e-12 else "falls short of")
         parts.append(f"{words}: geometry {rel} validation only ({g[key]['useful']}/{g[key]['n_grok']} useful "
                      f"warnings and {g[key]['false_alarms']}/{g[key]['n_control']} false alarms against "

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..detectors.protocol import (CRITERION, MIN_LEAD, ProtocolRun, choose, cross_validate, final_check, score,
-                                  warning_table)
+from ..detectors.protocol import (CRITERION, MIN_LEAD, ProtocolRun, choose, criterion_value, cross_validate,
+                                  final_check, score, warning_table)
 
 FAMILIES = ("recommended", "geometry", "paper", "validation")
 VAL_DROPS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
@@ -155,11 +155,7 @@ def default_family(study: Mapping[str, Mapping[str, Any]]) -> str:
     """The family with the best leave-one-operation-out value (ties: leave-one-seed-out, then the
     longer leave-one-operation-out mean lead, then the order of :data:`FAMILIES`)."""
     def value(s: Mapping[str, Any] | None) -> float:
-        if not s:
-            return float("-inf")
-        g = s["useful"] / s["n_grok"] if s["n_grok"] else 0.0
-        c = s["false_alarms"] / s["n_control"] if s["n_control"] else 0.0
-        return g - c
+        return criterion_value(s) if s else float("-inf")
 
     def lead(s: Mapping[str, Any] | None) -> float:
         return float(s["mean_lead"]) if s and s.get("mean_lead") == s.get("mean_lead") and s.get("mean_lead") \
