@@ -159,3 +159,20 @@ def test_a_validation_alarm_without_a_validation_split_says_it_reads_the_test_lo
     recwarn.clear()
     run_experiment(RunConfig(**{**TINY, "steps": 10}, alarm="validation"), tmp_path / "b")
     assert not [w for w in recwarn if "validation split" in str(w.message)]
+
+
+@pytest.mark.parametrize("flags,val_frac", [([], 0.25), (["--alarm", "recommended"], 0.25),
+                                            (["--alarm", "geometry"], None), (["--alarm", "none"], None),
+                                            (["--val-frac", "0"], None), (["--alarm", "paper", "--val-frac", "0.1"], 0.1)])
+def test_grok_carves_a_validation_split_when_its_alarm_reads_the_validation_loss(tmp_path, flags, val_frac):
+    from spectral_edge.cli.experiments import GROK_VAL_FRAC
+
+    r = CliRunner().invoke(app, ["grok", "--modulus", "7", "--steps", "5", "--every", "5", "-w", "2", *flags,
+                                 "--out", str(tmp_path / "g"), "--quiet", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert cfg["task_options"].get("val_frac") == val_frac
+    if not flags:
+        assert val_frac == GROK_VAL_FRAC and cfg["alarm"] is True
+    # the default alarm reads the test loss only when the split is refused (--val-frac 0), and says so
+    assert ("no validation split" in r.output) == (flags == ["--val-frac", "0"]), r.output

@@ -116,7 +116,7 @@ def test_warning_table_replays_fresh_detectors():
     rows = [{"kind": "log", "step": s, "val_loss": v} for s, v in
             zip(range(0, 1000, 100), [4.0, 4.5, 5.0, 4.8, 4.0, 3.0, 2.0, 1.0, 0.5, 0.1])]
     runs = [ProtocolRun("r", rows, 900, "add", 1)]
-    cands = {f"drop{d}": (lambda d=d: GrokAlarm.validation(val_drop=d)) for d in (0.1, 0.35, 0.9)}
+    cands = {f"drop{d}": (lambda d=d: GrokAlarm.validation(val_drop=d, persistence=1)) for d in (0.1, 0.35, 0.9)}
     t = warning_table(runs, cands)
     assert t == {"drop0.1": {"r": 400}, "drop0.35": {"r": 500}, "drop0.9": {"r": 800}}
     # a second call gives the same: every replay starts from a fresh detector

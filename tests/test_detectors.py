@@ -287,8 +287,22 @@ def test_recommended_alarm_is_the_defect_onset_confirmed_by_the_validation_drop(
 
     rec = GrokAlarm.recommended()
     p = rec.params()
-    assert p["val_drop"] == 0.25 and p["g23_decline"] is None and p["ratio_max"] is None and p["persistence"] == 1
-    # 25% below the 8.0 plateau is reached at step 2050 → first record 2100
-    assert replay(_val_stream(True), GrokAlarm.recommended()) == 2100
+    assert p["val_drop"] == 0.15 and p["g23_decline"] is None and p["ratio_max"] is None and p["persistence"] == 1
+    # 15% below the 8.0 plateau is reached at step 1950 → first record 2000
+    assert replay(_val_stream(True), GrokAlarm.recommended()) == 2000
+    assert replay(_val_stream(True), GrokAlarm.recommended(val_drop=0.25)) == 2100
     assert replay(_val_stream(False), GrokAlarm.recommended()) is None
     assert GrokAlarm.recommended(val_drop=0.3).params()["val_drop"] == 0.3
+
+
+def test_validation_alarm_defaults_need_two_records_of_a_ten_percent_drop():
+    from spectral_edge.detectors.alarm import GrokAlarm, replay
+
+    p = GrokAlarm.validation().params()
+    assert p["val_drop"] == 0.1 and p["persistence"] == 2 and p["defect_factor"] is None
+    # the loss is 10% below the 8.0 plateau at step 1900 (within rounding: 0.0999…), 20% at 2000,
+    # held at 2100: the default fires at 2100, with or without a defect onset
+    assert replay(_val_stream(True, onset_step=10_000), GrokAlarm.validation()) == 2100
+    assert replay(_val_stream(True), GrokAlarm.validation(val_drop=0.08)) == 2000
+    assert replay(_val_stream(True), GrokAlarm.validation(val_drop=0.08, persistence=1)) == 1900
+    assert replay(_val_stream(False), GrokAlarm.validation()) is None

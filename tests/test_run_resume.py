@@ -39,7 +39,7 @@ PROBED = RunConfig(op="add", modulus=13, steps=120, eval_every=20, every=10, win
                    probes={"manifold": {"every": 20},
                            "defect": {"every": 20, "batch_size": 64, "alarm_defect_factor": 1.5,
                                       "alarm_defect_min": 0.0, "alarm_val_drop": None,
-                                      "alarm_defect_baseline_n": 2}})
+                                      "alarm_defect_baseline_n": 2, "alarm_persistence": 1}})
 #: compared byte for byte (the modular runs keep snapshots for functional modes by default: issue 14)
 FILES = ("history.jsonl", "eval.csv", "model.safetensors", "snapshots.safetensors", "config.json")
 

@@ -33,6 +33,27 @@ def alarm_setting(alarm: Optional[str]) -> bool | str:
     return False if alarm == "none" else alarm
 
 
+#: the validation share ``grok`` carves when its alarm reads the validation loss and no --val-frac is given
+GROK_VAL_FRAC = 0.25
+
+
+def default_val_frac(alarm: Optional[str]) -> float:
+    """``grok``'s --val-frac when none is given: :data:`GROK_VAL_FRAC` if the alarm (``--alarm``;
+    None: the default alarm) reads the validation loss, else 0 (no split: the held-out pairs all
+    test)."""
+    from ..detectors.alarm import DEFAULT_ALARM, make_alarm
+    from ..errors import ConfigError
+
+    name = DEFAULT_ALARM if alarm is None else alarm
+    if name == "none":
+        return 0.0
+    try:
+        reads_val = make_alarm(name).val_drop is not None
+    except ConfigError:  # an unknown name: RunConfig reports it
+        return 0.0
+    return GROK_VAL_FRAC if reads_val else 0.0
+
+
 def intervention_table(base: dict[str, Any] | None, kind: Optional[str], strength: Optional[float],
                        start: Optional[int], basis_from: Optional[Path]) -> dict[str, Any] | None:
     """The ``[intervention]`` table: ``base`` (a config's) with the flags that were given on top."""
@@ -131,9 +152,11 @@ def grok(
     sketch: str = typer.Option("auto", "--sketch", help="auto | exact | fold | gaussian | countsketch."),
     defect: bool = typer.Option(True, "--defect/--no-defect", help="Run the commutator-defect probe (every 100 steps)."),
     alarm: Optional[str] = typer.Option(None, "--alarm", help=ALARM_HELP + " The probes it reads are added."),
-    val_frac: float = typer.Option(0.0, "--val-frac", min=0.0, max=1.0,
-                                   help="Carve a validation split of this share of all pairs out of the held-out "
-                                        "ones (what the validation and recommended alarms read); 0: none."),
+    val_frac: Optional[float] = typer.Option(None, "--val-frac", min=0.0, max=1.0,
+                                             help="Carve a validation split of this share of all pairs out of the "
+                                                  "held-out ones (what the validation and recommended alarms read); "
+                                                  "0: none. Default: 0.25 when the alarm reads the validation loss "
+                                                  "(the default alarm does), else 0."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     intervention: Optional[str] = typer.Option(None, "--intervention", help=INTERVENTION_HELP),
     strength: Optional[float] = typer.Option(None, "--strength", help=STRENGTH_HELP),
@@ -159,6 +182,8 @@ def grok(
             raise ConfigError(f"--alarm {alarm} reads the commutator-defect probe; drop --no-defect or choose "
                               "--alarm validation")
         probes = {**{p: {"every": 100} for p in ALARM_PROBES[alarm]}, **probes}
+    if val_frac is None:
+        val_frac = default_val_frac(alarm)
     cfg = RunConfig(task="modular", op=op, modulus=modulus, seed=seed, steps=steps, weight_decay=weight_decay,
                     lr=lr, optimizer=optimizer, train_frac=train_frac, early_stop=early_stop, every=every,
                     windows=parse_windows(window), sketch=sketch, probes=probes, threads=threads,

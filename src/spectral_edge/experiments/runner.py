@@ -337,12 +337,6 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
     _check_target(out, overwrite, resume)  # after the config's own checks, so those are reported first
 
     saved = load_run_state(out, cfg.to_dict(), _warn) if resume else None
-    for d in detectors:
-        if getattr(d, "val_drop", None) is not None and not cfg.has_validation_split:
-            _warn(f"the {getattr(d, 'alarm', d.name)} alarm reads the validation loss, and this {cfg.task} run has no "
-                  "validation split, so it reads the test loss: its lead is then partly the gap between the test loss "
-                  "and the test accuracy that defines grokking"
-                  + (" (pass --val-frac 0.25 or task_options.val_frac)" if cfg.task == "modular" else ""))
     if saved is not None:
         _restore(saved, "model", lambda: model.load_state_dict(saved["model"]))
         _restore(saved, "optimizer", lambda: opt.load_state_dict(saved["optimizer"]))
@@ -359,6 +353,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
             _restore(saved, key, lambda: torch.Generator().set_state(saved[key]))
         if intervention is not None:
             _restore(saved, "intervention", lambda: intervention.load_state_dict(saved["intervention"]))
+    for d in detectors:  # after every check of the folder, so a refused run prints only its error
+        if getattr(d, "val_drop", None) is not None and not cfg.has_validation_split:
+            _warn(f"the {getattr(d, 'alarm', d.name)} alarm reads the validation loss, and this {cfg.task} run has no "
+                  "validation split, so it reads the test loss: its lead is then partly the gap between the test loss "
+                  "and the test accuracy that defines grokking"
+                  + (" (pass --val-frac 0.25 or task_options.val_frac)" if cfg.task == "modular" else ""))
     # ---- the first write to the folder is below this line
     if saved is None:
         monitor = _start_folder(out, cfg, overwrite, lambda: Monitor(model, **options))
