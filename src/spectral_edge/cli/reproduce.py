@@ -23,6 +23,9 @@ app.add_typer(reproduce, name="reproduce")
 _JOBS_OPT = typer.Option(2, "--jobs", "-j", min=1, help="Runs trained in parallel (one thread each).")
 _NO_TRAIN_OPT = typer.Option(False, "--no-train", help="Train nothing; use the runs that already finished.")
 _QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress lines.")
+_EVIDENCE_OPT = typer.Option(None, "--evidence", help="Also copy each finished run's config, summary, eval curve and "
+                             "history (no weights) to this folder (e.g. docs/data/<study>), so the document can be "
+                             "recomputed from it with --no-train.")
 
 
 def _report(res: dict, as_json: bool, quiet: bool, **extra: object) -> None:
@@ -101,9 +104,7 @@ def grokking(
     quick: bool = typer.Option(False, "--quick", help="p = 23, one seed, a few hundred steps: tests the pipeline."),
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write. Default: docs/grokking.md, or OUT/grokking.md with --quick."),
-    evidence: Optional[Path] = typer.Option(None, "--evidence", help="Also copy each finished run's config, summary, "
-                                            "eval curve and history (no weights) to this folder (e.g. docs/data/"
-                                            "grokking), so the document can be recomputed from it with --no-train."),
+    evidence: Optional[Path] = _EVIDENCE_OPT,
     no_sweep: bool = typer.Option(False, "--no-sweep", help="Leave out the lead-time runs (slower learning rates "
                                                             "and Dyck)."),
     no_train: bool = _NO_TRAIN_OPT,
@@ -155,6 +156,7 @@ def _modes_command(
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
         "Default: docs/modes.md, or OUT/modes.md with --quick."),
+    evidence: Optional[Path] = _EVIDENCE_OPT,
     no_train: bool = _NO_TRAIN_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the document's path, the claims and the choice rows "
                                  "as JSON."),
@@ -169,7 +171,8 @@ def _modes_command(
 
     if doc is None:
         doc = out / "modes.md" if quick else Path("docs/modes.md")
-    res = reproduce_modes(out, doc, jobs=jobs, quick=quick, train=not no_train, log=_progress(quiet or as_json))
+    res = reproduce_modes(out, doc, jobs=jobs, quick=quick, train=not no_train, evidence=evidence,
+                          log=_progress(quiet or as_json))
     _report(res, as_json, quiet, choices=res["choice_rows"], failed=res["failed"])
 
 
@@ -189,6 +192,7 @@ def _interventions_command(
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
         "Default: docs/interventions.md, or OUT/interventions.md with --quick."),
+    evidence: Optional[Path] = _EVIDENCE_OPT,
     no_train: bool = _NO_TRAIN_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the document's path, the claims and the missing runs "
                                  "as JSON."),
@@ -204,6 +208,6 @@ def _interventions_command(
 
     if doc is None:
         doc = out / "interventions.md" if quick else Path("docs/interventions.md")
-    res = reproduce_interventions(out, doc, jobs=jobs, quick=quick, train=not no_train,
+    res = reproduce_interventions(out, doc, jobs=jobs, quick=quick, train=not no_train, evidence=evidence,
                                   log=_progress(quiet or as_json))
     _report(res, as_json, quiet)

@@ -19,7 +19,9 @@ model), ``ops``, ``seed``, ``modulus``, ``grok_step``, ``steps_run``, ``final_te
 ``wall_seconds`` and ``modes`` (``ModesResult.to_dict(spectra=True)``).
 
 The analyses are cached in ``OUT/modes_cache/`` (one JSON per run and choice, keyed by the
-choices and the snapshots file's size and time), so regenerating the document costs nothing.
+choices and the snapshots file's size and time; the heatmap's field beside them), so
+regenerating the document costs nothing. A run folder without ``snapshots.safetensors`` (the
+committed evidence, docs/data/modes) is read from its cache entries of the same choices.
 """
 
 from __future__ import annotations
@@ -56,26 +58,38 @@ def _cache_key(folder: Path, cfg: Any) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "snapshots": [st.st_size, st.st_mtime_ns]}
 
 
+def _cached(path: Path, cfg: Any, key: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The cache entry at ``path`` when it answers ``key``; without snapshots (``key`` None: a
+    folder of committed evidence) when it was computed with the same choices."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or not isinstance(saved.get("key"), dict):
+        return None
+    if key is not None:
+        return saved if saved["key"] == key else None
+    return saved if saved["key"].get("config") == json.loads(json.dumps(cfg.to_dict())) else None
+
+
 def _modes(folder: Path, cfg: Any, cache: Path, name: str) -> tuple[dict[str, Any], Any, float]:
     """(the result's JSON form, the ModesResult or None when it came from the cache, the seconds
-    the analysis took when it was computed)."""
+    the analysis took when it was computed). A run folder without its snapshots (the committed
+    evidence) is answered from the cache alone."""
     from ..analysis.modes import run_modes
     from ..experiments.checkpoint import write_text_file
 
-    key = _cache_key(folder, cfg)
     path = cache / f"{folder.name}--{name}.json"
-    try:
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key and isinstance(saved.get("seconds"), float):
-            return saved["modes"], None, saved["seconds"]
-    except (OSError, ValueError, AttributeError):
-        pass
+    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
+    saved = _cached(path, cfg, key)
+    if saved is not None and isinstance(saved.get("seconds"), float) and isinstance(saved.get("modes"), dict):
+        return saved["modes"], None, saved["seconds"]
     t0 = time.perf_counter()
     res = run_modes(folder, cfg)
     seconds = time.perf_counter() - t0
     rec = json.loads(json.dumps(res.to_dict(spectra=True), default=float))
     cache.mkdir(parents=True, exist_ok=True)
-    write_text_file(path, json.dumps({"key": key, "seconds": seconds, "modes": rec}))
+    write_text_file(path, json.dumps({"key": _cache_key(folder, cfg), "seconds": seconds, "modes": rec}))
     return rec, res, seconds
 
 
@@ -89,15 +103,26 @@ def run_record(folder: Path, run: SuiteRun, modes: Mapping[str, Any]) -> dict[st
             "modes": dict(modes)}
 
 
-def _field(res: Any, folder: Path, cfg: Any) -> list[list[float | None]]:
-    """f_1(a, b) of the run (computed again when the result came from the cache)."""
+def _field(res: Any, folder: Path, cfg: Any, cache: Path) -> list[list[float | None]]:
+    """f_1(a, b) of the run: from ``res``, else from the cache (``<run>--field.json``), else
+    computed again; cached beside the modes so that committed evidence (no snapshots) draws it."""
     import math
 
     from ..analysis.modes import run_modes
+    from ..experiments.checkpoint import write_text_file
 
-    res = res if res is not None else run_modes(folder, cfg)
+    path = cache / f"{folder.name}--field.json"
+    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
+    if res is None:
+        saved = _cached(path, cfg, key)
+        if saved is not None and isinstance(saved.get("field"), list):
+            return saved["field"]
+        res = run_modes(folder, cfg)
     f = res.field_of(res.by_role("edge")[0])
-    return [[None if not math.isfinite(x) else float(x) for x in row] for row in f]
+    field = [[None if not math.isfinite(x) else float(x) for x in row] for row in f]
+    cache.mkdir(parents=True, exist_ok=True)
+    write_text_file(path, json.dumps({"key": _cache_key(folder, cfg), "field": field}))
+    return field
 
 
 def modes_study(out: str | Path, runs: Sequence[SuiteRun], *, quick: bool = False,
@@ -127,7 +152,7 @@ def modes_study(out: str | Path, runs: Sequence[SuiteRun], *, quick: bool = Fals
                 spent, n = spent + secs, n + 1
                 r = run_record(folder, run, modes)
                 if name == "default" and run_op(run) == HEATMAP_OP and rec["heatmap"] is None:
-                    rec["heatmap"] = {"run": run.name, "direction": "v1", "field": _field(res, folder, cfg)}
+                    rec["heatmap"] = {"run": run.name, "direction": "v1", "field": _field(res, folder, cfg, cache)}
             except SpectralEdgeError as e:
                 rec["failed"].append({"run": run.name, "choice": name, "error": str(e)})
                 continue

@@ -92,10 +92,15 @@ def reproduce_trajectories(out: str | Path, *, jobs: int = 2, scale: str | Scale
 EVIDENCE_FILES = ("config.json", "summary.json", "eval.csv", "history.jsonl")
 
 
-def copy_evidence(out: Path, dest: Path, names: Sequence[str]) -> list[str]:
+def copy_evidence(out: Path, dest: Path, names: Sequence[str], study: str = "grokking",
+                  extra: str | None = None) -> list[str]:
     """Copy the compact files (:data:`EVIDENCE_FILES`) of the finished runs ``names`` from ``out``
-    to ``dest/<name>/`` (a run's existing evidence there is replaced: it is a copy). Returns the
-    runs copied."""
+    to ``dest/<name>/`` (a run's existing evidence there is replaced: it is a copy), with a README
+    naming the command (``spectral-edge reproduce <study>``) that recomputes the document from
+    them; ``extra``: a folder of ``out`` whose files of those runs (``<run>--*``) go along (the
+    modes cache). Returns the runs copied. Nothing is copied onto itself (``dest`` = ``out``)."""
+    if Path(dest).resolve() == Path(out).resolve():
+        return []
     import shutil
 
     from ..experiments.checkpoint import write_text_file
@@ -111,8 +116,14 @@ def copy_evidence(out: Path, dest: Path, names: Sequence[str]) -> list[str]:
                 shutil.copyfile(src / f, dest / n / (f + ".tmp"))
                 os.replace(dest / n / (f + ".tmp"), dest / n / f)
         copied.append(n)
+    if extra is not None and (out / extra).is_dir():
+        (dest / extra).mkdir(parents=True, exist_ok=True)
+        for f in sorted((out / extra).iterdir()):
+            if f.is_file() and f.name.split("--", 1)[0] in copied:
+                shutil.copyfile(f, dest / extra / (f.name + ".tmp"))
+                os.replace(dest / extra / (f.name + ".tmp"), dest / extra / f.name)
     write_text_file(dest / "README.md", "Compact outputs of the runs behind the document (config, summary, evaluation "
-                    "curve and monitor history of each run; no weights). `spectral-edge reproduce grokking --out "
+                    "curve and monitor history of each run; no weights). `spectral-edge reproduce " + study + " --out "
                     "<a copy of this folder> --no-train` recomputes every table from them.\n")
     return copied
 
@@ -146,19 +157,20 @@ def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick
     light = {**study, "families": {f: {k: v for k, v in rec.items() if k != "warnings"}
                                    for f, rec in study["families"].items()}}
     write_text_file(out / "alarm_study.json", json.dumps(light, indent=1, default=str))
-    if evidence is not None and Path(evidence).resolve() != out.resolve():
+    if evidence is not None:
         copy_evidence(out, Path(evidence), [r.name for r in runs + lead])
     return write_grokking_doc(study, rows, list(DETECTORS), doc, quick=quick)
 
 
 # ---------------------------------------------------------------------- functional modes
 def reproduce_modes(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: bool = False, train: bool = True,
-                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    evidence: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or reuse) the functional-modes runs (:func:`~.plans.modes_plan`) under ``out``, compute
     their modes and the alternative choices (:mod:`.modes_measures`), judge the claims
     (:mod:`.modes_claims`) and write ``doc`` with its figures in ``<doc folder>/figures/`` and
     ``out/modes_results.json``. ``train=False`` trains nothing and documents the finished runs
-    (the document names the missing ones). Returns the record (with ``doc``, ``figures``,
+    (the document names the missing ones). ``evidence``: also copy each finished run's compact
+    files and its cached analyses there. Returns the record (with ``doc``, ``figures``,
     ``missing``)."""
     import torch
 
@@ -169,7 +181,7 @@ def reproduce_modes(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: b
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the analyses run beside the training processes (one thread each)
     try:
-        return _modes_pipeline(out, doc, runs, jobs=jobs, quick=quick, train=train, log=log)
+        return _modes_pipeline(out, doc, runs, jobs=jobs, quick=quick, train=train, evidence=evidence, log=log)
     finally:
         torch.set_num_threads(threads)
 
@@ -188,14 +200,14 @@ def _finished(folder: Path, run: SuiteRun) -> bool:
 
 
 def _modes_pipeline(out: Path, doc: Path, runs: Sequence[SuiteRun], *, jobs: int, quick: bool, train: bool,
-                    log: Callable[[str], None] | None) -> dict[str, Any]:
+                    evidence: str | Path | None, log: Callable[[str], None] | None) -> dict[str, Any]:
     import torch
 
     from ..experiments.checkpoint import write_text_file
     from ..experiments.suite import run_suite
     from .modes_claims import choice_rows, modes_claims_table
     from .modes_documents import modes_figures, render_modes_document
-    from .modes_measures import modes_study
+    from .modes_measures import CACHE, modes_study
 
     if train:
         def on_event(kind: str, r: SuiteRun, s: Mapping[str, Any] | None) -> None:
@@ -213,6 +225,8 @@ def _modes_pipeline(out: Path, doc: Path, runs: Sequence[SuiteRun], *, jobs: int
     rec["missing"] = missing
     rec["claims"] = [c.__dict__ for c in modes_claims_table(rec)]
     rec["choice_rows"] = choice_rows(rec)
+    if evidence is not None:
+        copy_evidence(out, Path(evidence), [r.name for r in done], "modes", extra=CACHE)
     env = {"out": str(out), "jobs": int(jobs), "cpus": os.cpu_count(), "torch": torch.__version__.split("+")[0]}
     figures = modes_figures(rec, doc.parent / "figures")
     doc.parent.mkdir(parents=True, exist_ok=True)
