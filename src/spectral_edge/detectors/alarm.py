@@ -177,7 +177,13 @@ class GrokAlarm:
         """The validation loss alone: fires when it has fallen ``val_drop`` below its running
         peak for ``persistence`` records (no defect, g23 or R). It reads ``val_loss`` (falling
         back to ``test_loss`` when a run logs no validation split; the alarm's reason names
-        the key it read)."""
+        the key it read).
+
+        The default alarm (:data:`DEFAULT_ALARM`): the protocol (docs/grokking.md) ranks it
+        first, leave one operation out, with the defaults chosen on all development runs
+        (−10%, two evaluations running): 11/12 grokking runs warned ≥ 500 steps ahead (mean
+        lead 1150) and 5/24 controls alarmed (95% interval 7–42%); leave one seed out 11/12 and
+        5/24; on the final check (moduli 89/113, seeds 7/11) 4/4 and 1/4."""
         params = {"defect_factor": None, "g23_decline": None, "ratio_max": None, "val_drop": val_drop,
                   "persistence": persistence, "name": name}
         params.update(overrides)
