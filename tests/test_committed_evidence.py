@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spectral_edge.cli import app
-from spectral_edge.experiments.suite import alarm_suite, lead_time_suite
+from spectral_edge.experiments.suite import alarm_suite, lead_time_suite, probe_claims_suite
 from spectral_edge.reproduce.interventions import interventions_plan
 from spectral_edge.reproduce.modes_measures import CACHE
 from spectral_edge.reproduce.plans import modes_plan
@@ -25,7 +25,7 @@ DATA = ROOT / "docs" / "data"
 
 def _plan_names(study: str) -> set[str]:
     if study == "grokking":
-        return {r.name for r in alarm_suite() + lead_time_suite()}
+        return {r.name for r in alarm_suite() + lead_time_suite() + probe_claims_suite()}
     if study == "modes":
         return {r.name for r in modes_plan()}
     base, arms = interventions_plan(DATA / study)

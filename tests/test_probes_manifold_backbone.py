@@ -102,6 +102,17 @@ def test_manifold_probe_matches_numpy_pca_per_attention_matrix():
         assert abs(float(B[0].numpy() @ Vt[0])) == pytest.approx(1.0, abs=1e-5)
     assert out["pc1_pct_mean"] == pytest.approx(np.mean([out[f"pc1_pct.{n}"] for n in attn]))
     assert out["pc1_excess"] > 0  # a common drift direction beats the random-walk null
+    # the trajectory's dimension: components for 90% / 95% of the centred variance (numpy, per matrix)
+    dims = {0.9: [], 0.95: []}
+    for n in attn:
+        X = torch.stack(snaps[n]).numpy()
+        s = np.linalg.svd(X - X.mean(0), compute_uv=False) ** 2
+        cum = np.cumsum(s) / s.sum()
+        for level in dims:
+            dims[level].append(int(np.argmax(cum >= level - 1e-12)) + 1)
+    assert out["dim90_mean"] == pytest.approx(np.mean(dims[0.9])) and out["dim90_max"] == max(dims[0.9])
+    assert out["dim95_mean"] == pytest.approx(np.mean(dims[0.95]))
+    assert 1 <= out["dim90_mean"] <= out["dim95_mean"] <= 6
     assert probe.nbytes() == 8 * 7 * 64 * 4 + 8 * 64 * 4  # 7 float32 snapshots (+W_0) of 8 8x8 matrices
 
 

@@ -4,7 +4,10 @@
 ``{"manifold": {"every": 100}, "defect": {"every": 100, "n_samples": 5}}``; the options are
 passed to the probe's constructor, and the workload supplies the model, its loss and its
 training batches. Probes run in the order given: list ``manifold`` before ``defect`` so that
-the defect's projection on the execution subspace uses the basis of the same step.
+the defect's projection on the execution subspace uses the basis of the same step
+(``{"manifold": {…}, "defect": {"subspace": "manifold"}}``: a probe option naming another probe
+of the run is linked to that probe). ``gradient_sed`` reads the monitor's parameters unless
+its ``selection`` (a preset name) says otherwise.
 
 ``ALARM_BUILDER`` makes the default grokking alarm (:class:`~spectral_edge.detectors.GrokAlarm`)
 when a run has the defect probe; keys of the ``defect`` entry that start with ``alarm_`` are
@@ -31,10 +34,14 @@ def _defect(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:
 
 def _gradient_sed(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:
     from ..probes.gradient_sed import GradientSEDProbe
+    from ..selection import Selection
 
     size = int(opts.pop("batch_size", 512))
+    # the monitor's parameters by default, so that the update-SED comparison (compare_updates) can run
+    sel = opts.pop("selection", cfg.selection)
+    sel = Selection(preset=sel) if isinstance(sel, str) else sel
     return GradientSEDProbe(model=wl.model, loss_fn=wl.loss, batch_fn=lambda g: wl.sample_batch(g, size),
-                            batch_size=size, seed=cfg.seed, **opts)
+                            batch_size=size, seed=cfg.seed, selection=sel, **opts)
 
 
 def _manifold(wl: Workload, cfg: RunConfig, opts: dict[str, Any]) -> Any:

@@ -141,7 +141,30 @@ def build_probes(workload: Workload, cfg: RunConfig) -> list[Any]:
             out.append(PROBE_BUILDERS[name](workload, cfg, options))
         except (ConfigError, TypeError, ValueError) as e:  # an unknown option or a value the probe refuses
             raise ConfigError(f"probes.{name}: {' '.join(str(e).split())[:300]} (options: {options})") from None
+    _link_probes(dict(zip(cfg.probes, out)))
     return out
+
+
+#: probe options that may name another probe of the run (linked to that probe object)
+PROBE_LINKS = ("subspace",)
+
+
+def _link_probes(built: Mapping[str, Any]) -> None:
+    """Replace an option of :data:`PROBE_LINKS` that names another probe of the run (e.g. the
+    defect's ``subspace = "manifold"``) by that probe; it must run first (listed before)."""
+    names = list(built)
+    for name, probe in built.items():
+        for attr in PROBE_LINKS:
+            ref = getattr(probe, attr, None)
+            if not isinstance(ref, str):
+                continue
+            if ref not in built or ref == name:
+                raise ConfigError(f"probes.{name}.{attr}: {ref!r} is not another probe of this run "
+                                  f"(probes: {', '.join(names)})")
+            if names.index(ref) > names.index(name):
+                raise ConfigError(f"probes.{name}.{attr}: list the {ref} probe before {name}, so that {name} reads "
+                                  f"the {ref} of the same step")
+            setattr(probe, attr, built[ref])
 
 
 def _alarm_name(monitor: Any, first: Mapping[str, Any] | None) -> str | None:

@@ -123,6 +123,23 @@ def alarm_suite(seeds: Sequence[int] = SEEDS, modulus: int = 97, horizon: int = 
     return runs
 
 
+#: probes of the probe-claims runs: the execution manifold, the defect projected on it, gradient-SED
+PROBE_CLAIM_PROBES = {"manifold": {"every": 100}, "defect": {"every": 100, "subspace": "manifold"},
+                      "gradient_sed": {"every": 100, "compare_updates": True}}
+
+
+def probe_claims_suite(ops: Sequence[str] = GROKKING_OPS, seeds: Sequence[int] = (42,),
+                       modulus: int = 97) -> list[SuiteRun]:
+    """Runs for the papers' probe claims (gradient-SED loss sensitivity against random and
+    update-SED directions, the commutator's share outside the execution subspace, the
+    execution manifold's dimension): the grokking operations at lr 1e-3 with
+    :data:`PROBE_CLAIM_PROBES` (split ``probes``: no alarm setting is chosen on them)."""
+    return [SuiteRun(f"probes-{op}-s{s}", "grok", RunConfig(
+        op=op, modulus=modulus, seed=s, steps=8000, stop_margin=500, task_options={"val_frac": ALARM_VAL_FRAC},
+        snapshots=0, probes={k: dict(v) for k, v in PROBE_CLAIM_PROBES.items()}, threads=1), "probes", op)
+        for op in ops for s in seeds]
+
+
 #: learning rates of the lead-time sweep (lr 1e-3 is the alarm suite's own runs); the papers'
 #: 1e-4 groks near 30–40k steps, beyond a CPU session (see docs/grokking.md)
 LEAD_LRS = (7e-4, 5e-4, 3e-4)

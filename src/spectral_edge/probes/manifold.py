@@ -4,7 +4,9 @@ For every selected matrix W (default: W_Q, W_K, W_V, W_O of every layer, the
 ``attention`` preset) the probe keeps snapshots ``x_t = vec(W_t − W_0)`` every ``every``
 steps (x_0 = 0 at the first snapshot) and runs a PCA *mean-centered over time* on them:
 PC1% = 100·λ_1/Σλ of the centered snapshot matrix. In grokking runs PC1 holds 63–83% of
-the variance (37–54% in runs that do not grok).
+the variance (37–54% in runs that do not grok). The trajectory's dimension: ``dim90`` /
+``dim95``, the principal components needed for 90% / 95% of that variance (mean over the
+matrices; the papers: execution manifolds of dimension 3–4).
 
 Null: a random walk with the observed increment norms ‖x_t − x_{t−1}‖ in uniformly random
 directions of the same dimension (:func:`spectral_edge.functional.pca.random_walk_pc1`,
@@ -151,7 +153,7 @@ class ExecutionManifoldProbe(Probe):
         if self.n_snapshots < 3:
             self._basis = None
             return out
-        pc1, null, basis = [], [], {}
+        pc1, null, basis, dims = [], [], {}, {0.9: [], 0.95: []}
         for i, n in enumerate(self.names):
             G = self._gram[n]
             lam, U = gram_eig(centered_gram(G))
@@ -163,6 +165,9 @@ class ExecutionManifoldProbe(Probe):
             rng = np.random.default_rng(stable_key(self.seed, self.name, n, step))
             nl = random_walk_pc1(step_norms_from_gram(G), X.shape[1], self.null_trials, rng) if self.null_trials else np.array([np.nan])
             pc1.append(100.0 * frac[0])
+            cum = np.cumsum(frac)
+            for level in dims:  # the trajectory's dimension: principal components to reach the level
+                dims[level].append(int(np.searchsorted(cum, level - 1e-12) + 1))
             null.append(100.0 * float(np.mean(nl)))
             if self.per_matrix:
                 out[f"pc1_pct.{n}"] = pc1[-1]
@@ -175,6 +180,9 @@ class ExecutionManifoldProbe(Probe):
             "null_pc1_pct_mean": float(np.mean(null)),
             "pc1_excess": float(np.mean(pc1) - np.mean(null)),
             "basis_dim": float(sum(int(b.shape[0]) for b in basis.values())),
+            "dim90_mean": float(np.mean(dims[0.9])),
+            "dim90_max": float(np.max(dims[0.9])),
+            "dim95_mean": float(np.mean(dims[0.95])),
         })
         return out
 

@@ -252,6 +252,11 @@ def render_grokking_doc(study: Mapping[str, Any], rows: Sequence[Mapping[str, An
     claims_rows = [r for r in rows if r.get("split", "dev") == "dev" or r["task"] == "dyck"]
     lines += ["## The papers' claims beside ours", "", "Development runs at p = 97 (and the Dyck runs at lr 1e-3).",
               "", *grokking_claims_table(claims_rows), ""]
+    if "probe_claims" in study:
+        from .probe_claims import probe_claims_section
+
+        probe_missing = [m for m in study.get("missing", []) if m.startswith("probes-")]
+        lines += probe_claims_section(study["probe_claims"], probe_missing)
     lines += disagreements_section()
     lines += lead_law_section(study["lead_law"])
     lines += horizon_section([r for r in rows if r.get("split") == "dev"], dets, ALARM_HORIZON)
@@ -259,8 +264,9 @@ def render_grokking_doc(study: Mapping[str, Any], rows: Sequence[Mapping[str, An
     if study.get("missing"):
         lines += [f"Not finished when this page was written ({len(study['missing'])} runs, left out of every number "
                   "above): " + ", ".join(f"`{m}`" for m in study["missing"]) + ".", ""]
-    lines += [f"The learning-rate sweep uses lr 1e-3 (the development runs) and {', '.join(f'{x:g}' for x in LEAD_LRS)}; "
-              "the papers' 1e-4 groks near 30–40k steps, beyond what this CPU suite runs.", "",
+    lines += [f"The learning-rate sweep uses lr 1e-3 (the development runs) and {', '.join(f'{x:g}' for x in LEAD_LRS)} "
+              "on add, sub and mul, and the papers' slowest rate, 1e-4, on addition only (one seed; it groks near "
+              "30–40k steps in the papers, a long run on this CPU).", "",
               "How to regenerate: `spectral-edge reproduce grokking --out <folder>` (runs what is missing, then "
               "rewrites this page; `--no-train` documents the finished runs only)."]
     return "\n".join(lines) + "\n"

@@ -196,8 +196,9 @@ def lead_law(points: Sequence[tuple[float, float]], n_boot: int = BOOTSTRAP, see
 def alarm_study(out: str | Path, suite: Sequence[Any], lead_suite: Sequence[Any] = (),
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every family under the protocol on the finished runs of ``suite`` (the alarm suite), the
-    default alarm, the control horizon facts and the lead-time law (``suite``'s lr-1e-3 runs
-    with ``lead_suite``)."""
+    default alarm, the control horizon facts, the lead-time law (``suite``'s lr-1e-3 runs with
+    ``lead_suite``'s split ``lead``) and the probe claims (its split ``probes``,
+    :mod:`.probe_claims`)."""
     runs, missing = load_runs(out, suite)
     lead_runs, lead_missing = load_runs(out, lead_suite)
     dev = [r for r in runs if r.split == "dev"]
@@ -211,7 +212,10 @@ def alarm_study(out: str | Path, suite: Sequence[Any], lead_suite: Sequence[Any]
             log(f"alarm family {fam}: replaying {len(candidates(fam))} settings on {len(runs)} runs")
         rec["families"][fam] = family_study(dev, final, fam)
     rec["default"] = default_family(rec["families"])
-    rec["lead_law"] = lead_law_study(runs, lead_runs)
+    rec["lead_law"] = lead_law_study(runs, [r for r in lead_runs if r.split == "lead"])
+    from .probe_claims import probe_records
+
+    rec["probe_claims"] = probe_records(out, [r for r in lead_suite if r.split == "probes"])
     return rec
 
 

@@ -238,13 +238,15 @@ def grokking_plan(quick: bool = False, sweep: bool = True) -> tuple[list[SuiteRu
     """The early-warning runs that :func:`reproduce_grokking` trains: the alarm suite
     (:func:`~spectral_edge.experiments.suite.alarm_suite`) and, with ``sweep``, the lead-time
     runs (:func:`~spectral_edge.experiments.suite.lead_time_suite`: slower learning rates and Dyck
-    with the probes dense early). ``quick``: :data:`QUICK_RUNS` shrunk (a pipeline check)."""
-    from ..experiments.suite import alarm_suite, lead_time_suite
+    with the probes dense early) and the probe-claims runs
+    (:func:`~spectral_edge.experiments.suite.probe_claims_suite`). ``quick``: :data:`QUICK_RUNS`
+    shrunk (a pipeline check)."""
+    from ..experiments.suite import alarm_suite, lead_time_suite, probe_claims_suite
 
     runs = alarm_suite()
     if quick:
         return [replace(r, config=quick_grokking_config(r.config)) for r in runs if r.name in QUICK_RUNS], []
-    return runs, (lead_time_suite() if sweep else [])
+    return runs, (lead_time_suite() + probe_claims_suite() if sweep else [])
 
 
 # ---------------------------------------------------------------------- functional modes
