@@ -11,6 +11,7 @@ The record (:func:`modes_study`)::
      "choices": {name: {"label", "config", "runs": [run record, …]}},   # the choice seed only
      "failed":  [{"run", "error"}, …],           # runs whose modes could not be computed
      "heatmap": {"run", "direction", "field"},   # f_1(a, b) of the addition run, for the figure
+     "loss_modes": [LossModes.to_dict() + op, seed, …],  # the spectral loss decomposition per run
      "timing":  {"analysis_seconds", "analyses", "this_call_seconds"}}   # analysis_seconds: as computed,
                                                                         # cached or not
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,38 @@ def _field(res: Any, folder: Path, cfg: Any, cache: Path) -> list[list[float | N
     return field
 
 
+#: the loss decomposition's window (the monitor's W = 10 of the papers' spectral edge)
+LOSS_MODES_WINDOW = 10
+
+
+@dataclass(frozen=True)
+class _LossModesChoice:
+    window: int = LOSS_MODES_WINDOW
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analysis": "loss_modes", "window": self.window}
+
+
+def _loss_modes(folder: Path, cache: Path) -> dict[str, Any] | None:
+    """:func:`~spectral_edge.analysis.loss_modes.run_loss_decomposition` of a modular run,
+    cached beside its modes (``<run>--lossmodes.json``); from the cache alone without snapshots."""
+    from ..analysis.loss_modes import run_loss_decomposition
+    from ..experiments.checkpoint import write_text_file
+
+    cfg = _LossModesChoice()
+    path = cache / f"{folder.name}--lossmodes.json"
+    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
+    saved = _cached(path, cfg, key)
+    if saved is not None and isinstance(saved.get("result"), dict):
+        return saved["result"]
+    if key is None:
+        return None
+    res = run_loss_decomposition(folder, cfg.window).to_dict()
+    cache.mkdir(parents=True, exist_ok=True)
+    write_text_file(path, json.dumps({"key": key, "result": res}))
+    return res
+
+
 def modes_study(out: str | Path, runs: Sequence[SuiteRun], *, quick: bool = False,
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The record of the module docs for the finished ``runs`` (folders ``out/<name>``)."""
@@ -138,7 +172,7 @@ def modes_study(out: str | Path, runs: Sequence[SuiteRun], *, quick: bool = Fals
                            "min_acc": 0.0 if quick else MIN_TEST_ACC, "choice_seed": CHOICE_SEED, "runs": [],
                            "choices": {name: {"label": label, "config": ModesConfig(**kw).to_dict(), "runs": []}
                                        for name, (label, kw) in CHOICES.items()},
-                           "failed": [], "heatmap": None}
+                           "failed": [], "heatmap": None, "loss_modes": []}
     for run in runs:
         folder = out / run.name
         todo = [("default", ModesConfig())]
@@ -157,5 +191,15 @@ def modes_study(out: str | Path, runs: Sequence[SuiteRun], *, quick: bool = Fals
                 rec["failed"].append({"run": run.name, "choice": name, "error": str(e)})
                 continue
             (rec["runs"] if name == "default" else rec["choices"][name]["runs"]).append(r)
+    for run in runs:  # the spectral loss decomposition of every single-operation run (METHODS §5)
+        if run.config.task != "modular":
+            continue
+        try:
+            lm = _loss_modes(out / run.name, cache)
+        except SpectralEdgeError as e:
+            rec["failed"].append({"run": run.name, "choice": "loss_modes", "error": str(e)})
+            continue
+        if lm is not None:
+            rec["loss_modes"].append({**lm, "op": run_op(run), "seed": run.config.seed})
     rec["timing"] = {"analysis_seconds": spent, "analyses": n, "this_call_seconds": time.perf_counter() - t0}
     return rec
