@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .._numbers import median_or_none
 from ..errors import ConfigError
 from ..experiments.config import RunConfig
 from ..experiments.suite import SEEDS, SuiteRun, grokking_suite
@@ -219,12 +220,6 @@ def _ratios(rows: Sequence[Mapping[str, Any]], task: str, arm: str) -> list[floa
     return out
 
 
-def _median(xs: Sequence[float]) -> float | None:
-    xs = sorted(xs)
-    if not xs:
-        return None
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 def _r(x: float | None) -> str:
@@ -234,7 +229,7 @@ def _r(x: float | None) -> str:
 def _med(rows: Sequence[Mapping[str, Any]], task: str, arm: str) -> tuple[float | None, str]:
     """(median ratio over seeds, the same in words with the number of seeds)."""
     xs = _ratios(rows, task, arm)
-    m = _median(xs)
+    m = median_or_none(xs)
     return m, f"{_r(m)} ({len(xs)} seed{'s' if len(xs) != 1 else ''})"
 
 

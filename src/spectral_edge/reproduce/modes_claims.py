@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._numbers import finite_or_none as _finite
+from .._numbers import median_or_none
 from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim, ClaimRule
 from .formatting import fmt
 
@@ -269,12 +270,6 @@ def _rel_errors(pred: Sequence[Any], meas: Sequence[Any]) -> list[float]:
     return out
 
 
-def _median(xs: Sequence[float]) -> float | None:
-    v = sorted(xs)
-    if not v:
-        return None
-    n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
 @modes_claim("loss_decomposition", "loss decomposition",
@@ -295,7 +290,7 @@ def loss_decomposition_claim(rec: Mapping[str, Any]) -> Claim | None:
     total = sum(abs(m) for r in lms for m in r["measured"])
     dropped = sum(abs(m) for r in lms for a, m in zip(r["alpha"], r["measured"]) if a == 0)
     zero = sum(1 for r in lms for a in r["alpha"] if a == 0)
-    e_raw, e_wtd = _median(raw), _median(wtd)
+    e_raw, e_wtd = median_or_none(raw), median_or_none(wtd)
     first = (NOT_TESTABLE if e_raw is None else REPRODUCED if e_raw <= LOSS_REPRODUCED else
              PARTLY if e_raw <= LOSS_PARTLY else NOT_REPRODUCED)
     dk_ok = e_raw is not None and e_wtd is not None and e_wtd <= e_raw

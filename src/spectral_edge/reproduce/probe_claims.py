@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._numbers import finite_or_none as _finite
+from .._numbers import median_or_none
 from .formatting import fmt, table, value_range
 
 #: the papers' numbers
@@ -48,11 +49,7 @@ RULES = {
 
 
 def _median(xs: Sequence[Any]) -> float | None:
-    v = sorted(x for x in (_finite(x) for x in xs) if x is not None)
-    if not v:
-        return None
-    n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+    return median_or_none(x for x in (_finite(x) for x in xs) if x is not None)
 
 
 def _series(rows: Sequence[Mapping[str, Any]], probe: str, key: str, until: int | None) -> list[tuple[int, float]]:
