@@ -1,6 +1,7 @@
-"""The evidence behind docs/grokking.md, docs/interventions.md and docs/modes.md is committed
-(docs/data/<study>: config, summary, eval curve and history of every run, no weights; for the
-modes also the cached mode analyses, since the snapshots they read are 11 MB a run), and each
+"""The evidence behind docs/grokking.md, interventions.md, modes.md and trajectories.md is
+committed (docs/data/<study>: config, summary, eval curve and history of every run, no weights;
+for the modes also the cached mode analyses, since the snapshots they read are 11 MB a run; for
+the trajectories the JL study's results, since its checkpoints are larger still), and each
 page is recomputed from it: a copy of the folder through ``spectral-edge reproduce <study>
 --no-train`` gives the committed page, byte for byte."""
 
@@ -16,7 +17,7 @@ from spectral_edge.cli import app
 from spectral_edge.experiments.suite import alarm_suite, lead_time_suite, probe_claims_suite
 from spectral_edge.reproduce.interventions import interventions_plan
 from spectral_edge.reproduce.modes_measures import CACHE
-from spectral_edge.reproduce.plans import modes_plan
+from spectral_edge.reproduce.plans import modes_plan, study_plan
 from spectral_edge.reproduce.run import EVIDENCE_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,14 +29,16 @@ def _plan_names(study: str) -> set[str]:
         return {r.name for r in alarm_suite() + lead_time_suite() + probe_claims_suite()}
     if study == "modes":
         return {r.name for r in modes_plan()}
+    if study == "trajectories":
+        return {r.name for r in study_plan("full").runs}
     base, arms = interventions_plan(DATA / study)
     return {r.name for r in base + arms}
 
 
-@pytest.mark.parametrize("study", ["grokking", "interventions", "modes"])
+@pytest.mark.parametrize("study", ["grokking", "interventions", "modes", "trajectories"])
 def test_evidence_holds_every_run_of_the_page_and_no_weights(study):
     names = _plan_names(study)
-    present = {p.name for p in (DATA / study).iterdir() if p.is_dir() and p.name != CACHE}
+    present = {p.name for p in (DATA / study).iterdir() if p.is_dir() and p.name not in (CACHE, "jl")}
     text = (ROOT / "docs" / f"{study}.md").read_text()
     # runs the page lists as not finished may be absent; every other run of the plan is there
     tail = text.split("not finished", 1)[-1] if "not finished" in text.lower() else ""
@@ -59,7 +62,8 @@ def test_the_grokking_page_is_recomputed_from_the_committed_evidence(tmp_path):
 
 
 @pytest.mark.parametrize("study,figures", [("interventions", {"interventions_dose.png", "interventions_curves.png"}),
-                                           ("modes", {"modes_heatmap.png"})])
+                                           ("modes", {"modes_heatmap.png"}),
+                                           ("trajectories", {"trajectories_lm.png", "trajectories_backbone.png"})])
 def test_the_page_is_recomputed_from_the_committed_evidence(tmp_path, monkeypatch, study, figures):
     # the page names its runs' folder as given on the command line: the same relative path here
     shutil.copytree(DATA / study, tmp_path / "docs" / "data" / study)

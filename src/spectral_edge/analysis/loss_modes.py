@@ -62,7 +62,7 @@ def run_loss_decomposition(run: str | Path, window: int = 10, seed: int = 0) -> 
     from ..experiments.workloads import build_workload
     from ..functional import spectrum as sp
     from ..tasks.modular import make_modular
-    from .modes import SNAPSHOTS_FILE, _load_weights, read_snapshots
+    from .modes import SNAPSHOTS_FILE, load_model_weights, read_snapshots
     from .thesis import consecutive_operator_change, davis_kahan_alpha, spectral_loss_decomposition
 
     run = Path(run)
@@ -76,7 +76,7 @@ def run_loss_decomposition(run: str | Path, window: int = 10, seed: int = 0) -> 
                           f"{W + 2} (two consecutive windows of {W} updates)")
     wl = build_workload(rc)
     model = wl.model
-    _load_weights(model, run / "model.safetensors")
+    load_model_weights(model, run / "model.safetensors")
     model.double()  # our own copy: float64, so that changes far below float32's resolution are measured
     params = dict(model.named_parameters())
     last = snaps.unflatten(snaps.values[-1].astype(np.float64))

@@ -84,7 +84,7 @@ from ..selection import normalize_name
 
 __all__ = ["SNAPSHOT_FORMAT", "SNAPSHOTS_FILE", "MODE_BASES", "ROLES", "PRIMARY_BASIS", "FeaturesFn", "ModesConfig",
            "Snapshots", "DirectionMode", "ModesResult", "read_snapshots", "snapshot_directions", "random_directions",
-           "default_features", "mode_response", "analyze_modes", "run_modes"]
+           "default_features", "mode_response", "analyze_modes", "run_modes", "load_model_weights"]
 
 #: ``format`` in the snapshots file's metadata
 SNAPSHOT_FORMAT = SNAPSHOTS_FORMAT  # the runner's format (experiments/checkpoint.py) under this module's name
@@ -696,7 +696,7 @@ def _read_json(path: Path) -> Any:
         raise CorruptCheckpointError(path, f"not readable JSON ({' '.join(str(e).split())[:120]})") from None
 
 
-def _load_weights(model: torch.nn.Module, path: Path) -> None:
+def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     """Load model.safetensors into ``model`` (our own fresh copy), checking names, shapes, values."""
     from ..io.checkpoints import CheckpointRef, open_checkpoint
 
@@ -752,7 +752,7 @@ def run_modes(run: str | Path, config: ModesConfig | None = None, *,
     notes: list[str] = []
     wl = build_workload(rc)
     model = wl.model
-    _load_weights(model, run / "model.safetensors")
+    load_model_weights(model, run / "model.safetensors")
     ops = _ops(rc.op)
     fixed = ("op", "p", "train_frac", "seed") if rc.task == "modular" else ("ops", "p", "train_frac", "seed")
     maker = make_modular if rc.task == "modular" else make_multitask_modular

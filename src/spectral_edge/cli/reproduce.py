@@ -65,6 +65,7 @@ def trajectories(
         "Default: docs/trajectories.md, or OUT/trajectories.md with --quick."),
     study: list[str] = typer.Option([], "--study", help="Only these studies: lm, jl, optimizers, backbone "
                                     "(repeatable; default all)."),
+    evidence: Optional[Path] = _EVIDENCE_OPT,
     no_train: bool = _NO_TRAIN_OPT,
     scale: Optional[str] = typer.Option(None, "--scale", hidden=True, help="full | quick | tiny (tests)."),
     as_json: bool = typer.Option(False, "--json", help="Print the claims table as JSON on stdout."),
@@ -81,7 +82,8 @@ def trajectories(
         doc = Path("docs/trajectories.md") if name == "full" else out / "trajectories.md"
     chosen = tuple(study) or STUDIES
     log = _progress(quiet)
-    res = reproduce_trajectories(out, jobs=jobs, scale=name, studies=chosen, doc=doc, train=not no_train, log=log)
+    res = reproduce_trajectories(out, jobs=jobs, scale=name, studies=chosen, doc=doc, train=not no_train,
+                                 evidence=evidence, log=log)
     if as_json:
         echo_json({"doc": res["doc"], "figures": res["figures"], "claims": res["claims"]})
     elif not quiet:

@@ -448,6 +448,10 @@ def backbone_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
     return res
 
 
+#: the JL study's cache files under ``out/jl/`` (part of the committed evidence)
+JL_CACHE_FILES = ("jl_accuracy.json", "jl_accuracy.csv")
+
+
 def jl_records(out: Path, plan: StudyPlan, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Study 2, cached in ``out/jl/``: recomputed only when its inputs (runs, d, seeds) change."""
     sc = plan.scale

@@ -22,7 +22,8 @@ from .claims import claims_table
 from .documents import render_document
 from .figures import make_figures
 from .formatting import hms
-from .measures import backbone_study, grokking_rows, jl_records, lm_study, optimizer_study, read_summary
+from .measures import (JL_CACHE_FILES, backbone_study, grokking_rows, jl_records, lm_study, optimizer_study,
+                       read_summary)
 from .plans import STUDIES, Scale, StudyPlan, check_out_and_doc, grokking_plan, study_plan
 
 
@@ -43,20 +44,23 @@ def analyse(out: str | Path, plan: StudyPlan, log: Callable[[str], None] | None 
             log(f"analysing study {st}")
         res[st] = fns[st]()
         secs = [read_summary(out / n).get("wall_seconds") for n in plan.uses[st]]
+        # the analysis time is reported for the JL study only (cached with it: the others take seconds,
+        # and a page recomputed from the evidence must not depend on how long this call took)
         res["timing"][st] = {"n_runs": len(plan.uses[st]), "runs_seconds": sum(s for s in secs if s),
-                             "analysis_seconds": time.perf_counter() - t0}
-        if st == "jl":
-            res["timing"][st]["analysis_seconds"] = res[st].get("seconds", res["timing"][st]["analysis_seconds"])
+                             "analysis_seconds": res[st].get("seconds") if st == "jl" else None,
+                             "this_call_seconds": time.perf_counter() - t0}
     res["claims"] = [c.__dict__ for c in claims_table(res)]
     return res
 
 
 def reproduce_trajectories(out: str | Path, *, jobs: int = 2, scale: str | Scale = "full",
                            studies: Sequence[str] = STUDIES, doc: str | Path | None = None,
-                           train: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                           train: bool = True, evidence: str | Path | None = None,
+                           log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the missing runs of ``studies`` (resumable, ``jobs`` processes), analyse them, and write
     ``out/results.json`` and the document ``doc`` (default ``out/trajectories.md``) with its figures
-    in ``<doc folder>/figures/``. Returns the results record."""
+    in ``<doc folder>/figures/``. ``evidence``: also copy each run's compact files and the JL
+    cache there (the checkpoints the JL study reads stay behind). Returns the results record."""
     import torch
 
     from ..experiments.suite import run_suite
@@ -76,6 +80,9 @@ def reproduce_trajectories(out: str | Path, *, jobs: int = 2, scale: str | Scale
     if missing:
         raise ConfigError(f"runs did not finish: {', '.join(missing)} (see their run.log in {out})")
     res = analyse(out, plan, log)
+    if evidence is not None:
+        copy_evidence(out, Path(evidence), [r.name for r in plan.runs], "trajectories",
+                      files=[f"jl/{f}" for f in JL_CACHE_FILES])
     res["out_name"] = str(out)
     res["env"] = {"jobs": int(jobs), "cpus": os.cpu_count(), "torch": torch.__version__.split("+")[0]}
     doc = Path(doc) if doc is not None else out / "trajectories.md"
@@ -93,12 +100,13 @@ EVIDENCE_FILES = ("config.json", "summary.json", "eval.csv", "history.jsonl")
 
 
 def copy_evidence(out: Path, dest: Path, names: Sequence[str], study: str = "grokking",
-                  extra: str | None = None) -> list[str]:
+                  extra: str | None = None, files: Sequence[str] = ()) -> list[str]:
     """Copy the compact files (:data:`EVIDENCE_FILES`) of the finished runs ``names`` from ``out``
     to ``dest/<name>/`` (a run's existing evidence there is replaced: it is a copy), with a README
     naming the command (``spectral-edge reproduce <study>``) that recomputes the document from
     them; ``extra``: a folder of ``out`` whose files of those runs (``<run>--*``) go along (the
-    modes cache). Returns the runs copied. Nothing is copied onto itself (``dest`` = ``out``)."""
+    modes cache); ``files``: paths under ``out`` copied as they are when present (the JL cache).
+    Returns the runs copied. Nothing is copied onto itself (``dest`` = ``out``)."""
     if Path(dest).resolve() == Path(out).resolve():
         return []
     import shutil
@@ -122,6 +130,11 @@ def copy_evidence(out: Path, dest: Path, names: Sequence[str], study: str = "gro
             if f.is_file() and f.name.split("--", 1)[0] in copied:
                 shutil.copyfile(f, dest / extra / (f.name + ".tmp"))
                 os.replace(dest / extra / (f.name + ".tmp"), dest / extra / f.name)
+    for rel in files:
+        if (out / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / rel, dest / (rel + ".tmp"))
+            os.replace(dest / (rel + ".tmp"), dest / rel)
     write_text_file(dest / "README.md", "Compact outputs of the runs behind the document (config, summary, evaluation "
                     "curve and monitor history of each run; no weights). `spectral-edge reproduce " + study + " --out "
                     "<a copy of this folder> --no-train` recomputes every table from them.\n")
