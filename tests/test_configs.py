@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from spectral_edge.experiments.config import RunConfig
-from spectral_edge.experiments.suite import grokking_suite, sequence_suite
+from spectral_edge.experiments.suite import alarm_suite, sequence_suite
 from spectral_edge.reproduce.plans import get_scale, lm_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _suite(name: str) -> RunConfig:
-    for r in grokking_suite() + sequence_suite():
+    for r in alarm_suite() + sequence_suite():
         if r.name == name:
             return r.config
     raise KeyError(name)
