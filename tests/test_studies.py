@@ -372,3 +372,15 @@ def test_random_walk_backbone_fraction_matches_a_simulated_walk():
         fr.append(float((D[-1] @ v) ** 2 / (D[-1] @ D[-1])))
     assert random_walk_fraction(steps) == pytest.approx(np.mean(fr), abs=0.02)
     assert random_walk_fraction([100]) is None
+
+
+def test_phase_r_claim_states_its_power():
+    import math
+
+    for r in (0.87, 0.5, 0.3):
+        n = cl.min_windows_for_r(r)
+        assert math.atanh(r) * math.sqrt(n - 3) > 1.96 >= math.atanh(r) * math.sqrt(n - 4)
+    agg = {"phase_r_W10": {"rise": [None], "plateau": [0.2], "collapse": [0.65]},
+           "phase_n_W10": {"rise": [0], "plateau": [7], "collapse": [44]}}
+    c = cl.phase_r_claim({"scale": "tiny", "lm": {"aggregate": agg}})
+    assert c.verdict == cl.NOT_REPRODUCED and "from n ≥ 6 windows" in c.why and "2/3 cells" in c.why

@@ -202,9 +202,23 @@ def phase_r_claim(res: Mapping[str, Any]) -> Claim | None:
                 tot += 1
                 hits_n += abs(float(x)) >= PHASE_R_MIN
     v = REPRODUCED if tot and hits_n == tot else PARTLY if hits_n else NOT_REPRODUCED
+    why = f"{hits_n}/{tot} (seed, phase) cells reach |r| ≥ {PHASE_R_MIN}"
+    ns = [n for p in ("rise", "plateau", "collapse") for n in (lm["aggregate"].get("phase_n_W10") or {}).get(p, [])]
+    if ns:
+        n_min = min_windows_for_r(PHASE_R_MIN)
+        able = sum(1 for n in ns if isinstance(n, int) and n >= n_min)
+        why += (f"; power: |r| = {PHASE_R_MIN} is significant at 5% from n ≥ {n_min} windows (Fisher z), and "
+                f"{able}/{len(ns)} cells have that many (windows per cell: {lst(ns, 0)})")
     return Claim("phase_r", "phase-specific |r| with validation loss 0.87–0.94", "W = 10, per phase",
-                 "r per seed — " + "; ".join(cells), LM_SETUP + ", W = 10, lag 0, raw series", v,
-                 f"{hits_n}/{tot} (seed, phase) cells reach |r| ≥ {PHASE_R_MIN}")
+                 "r per seed — " + "; ".join(cells), LM_SETUP + ", W = 10, lag 0, raw series", v, why)
+
+
+def min_windows_for_r(r: float, z: float = 1.96) -> int:
+    """The fewest points at which a correlation of ``r`` is significant (two-sided 5% with z =
+    1.96), by Fisher's transform: atanh(r)·√(n − 3) > z."""
+    import math
+
+    return int(math.floor((z / math.atanh(abs(r))) ** 2 + 3)) + 1
 
 
 @claim("lag_flip", "lag flip", "the peak lag is negative at W = 10 and positive at W = 20 (any sign change: partly)")

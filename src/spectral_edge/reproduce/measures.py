@@ -425,6 +425,8 @@ def lm_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
         for p in ph_r:
             ph_r[p].append(c.get("phases", {}).get(p, {}).get("r"))
     agg["phase_r_W10"] = ph_r
+    agg["phase_n_W10"] = {p: [r["coupling"].get("all/W10", {}).get("phases", {}).get(p, {}).get("n") for r in runs]
+                          for p in ph_r}
     return {"runs": runs, "aggregate": agg}
 
 
