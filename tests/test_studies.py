@@ -384,3 +384,15 @@ def test_phase_r_claim_states_its_power():
            "phase_n_W10": {"rise": [0], "plateau": [7], "collapse": [44]}}
     c = cl.phase_r_claim({"scale": "tiny", "lm": {"aggregate": agg}})
     assert c.verdict == cl.NOT_REPRODUCED and "from n ≥ 6 windows" in c.why and "2/3 cells" in c.why
+
+
+def test_kstar_claim_reads_k_star_where_a_mode_clears_the_floor():
+    def agg(shares, there):
+        return {"scale": "tiny", "lm": {"aggregate": {
+            "modal_kstar_all/W10": [1, 1, 1], "modal_kstar_trunk/W10": [1, 1, 1],
+            "modal_kstar_argmax_all/W10": [8, 8, 8], "signal_share_all/W10": shares, "signal_kstar_all/W10": there}}}
+
+    assert cl.kstar_claim(agg([0.1, 0.2, 0.05], [1, 2, 1])).verdict == cl.NOT_TESTABLE
+    assert cl.kstar_claim(agg([0.9, 0.8, 0.7], [2, 3, 2])).verdict == cl.REPRODUCED
+    c = cl.kstar_claim(agg([0.9, 0.2, 0.7], [2, 1, 1]))
+    assert c.verdict == cl.PARTLY and "1 seed(s) not testable" in c.why and "0.90, 0.20, 0.70" in c.ours

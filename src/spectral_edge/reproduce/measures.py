@@ -409,6 +409,8 @@ def lm_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
     for key in ("all/W10", "trunk/W10", "all/W5", "all/W20"):
         agg[f"modal_kstar_{key}"] = [r["kstar"].get(key, {}).get("floor", {}).get("modal") for r in runs]
         agg[f"modal_kstar_argmax_{key}"] = [r["kstar"].get(key, {}).get("argmax", {}).get("modal") for r in runs]
+    agg["signal_share_all/W10"] = [r["kstar"].get("all/W10", {}).get("signal", {}).get("signal_share") for r in runs]
+    agg["signal_kstar_all/W10"] = [r["kstar"].get("all/W10", {}).get("signal", {}).get("modal") for r in runs]
     peaks = [r["phases"].get("all/W10", {}).get("plateau", {}).get("peak_value") for r in runs]
     agg["peak_ratio_W10"] = peaks
     agg["peak_ratio_W10_mean"], agg["peak_ratio_W10_sd"] = _mean_sd(peaks)
