@@ -330,7 +330,7 @@ def optimizer_claim(res: Mapping[str, Any]) -> Claim | None:
         parts.append(f"{task}: AdamW {mm['adamw']}, Muon {mm['muon']}, SGD {mm['sgd']} (windows with a mode above the "
                      "floor: " + ", ".join(f"{name} {fmt(share[o], 2)}" for o, name in
                                            (("adamw", "AdamW"), ("muon", "Muon"), ("sgd", "SGD")))
-                     + f"; modal k* there: AdamW {fmt(there['adamw'])}, Muon {fmt(there['muon'])})")
+                     + f"; modal k* there: AdamW {fmt(there['adamw'], 0)}, Muon {fmt(there['muon'], 0)})")
         if mm["adamw"] is None or mm["muon"] is None:
             continue
         low = [name for o, name in (("adamw", "AdamW"), ("muon", "Muon"))
