@@ -128,7 +128,7 @@ PROBE_CLAIM_PROBES = {"manifold": {"every": 100}, "defect": {"every": 100, "subs
                       "gradient_sed": {"every": 100, "compare_updates": True}}
 
 
-def probe_claims_suite(ops: Sequence[str] = GROKKING_OPS, seeds: Sequence[int] = (42,),
+def probe_claims_suite(ops: Sequence[str] = GROKKING_OPS, seeds: Sequence[int] = SEEDS,
                        modulus: int = 97) -> list[SuiteRun]:
     """Runs for the papers' probe claims (gradient-SED loss sensitivity against random and
     update-SED directions, the commutator's share outside the execution subspace, the

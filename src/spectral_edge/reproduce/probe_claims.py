@@ -109,7 +109,7 @@ def probe_records(out: str | Path, runs: Sequence[Any]) -> list[dict[str, Any]]:
     for r in runs:
         folder = Path(out) / r.name
         if (folder / "summary.json").is_file() and (folder / "history.jsonl").is_file():
-            recs.append(probe_run_record(folder, r.name, r.kind or r.config.op))
+            recs.append({**probe_run_record(folder, r.name, r.kind or r.config.op), "seed": r.config.seed})
     return recs
 
 
@@ -169,9 +169,11 @@ def probe_claims_section(recs: Sequence[Mapping[str, Any]], missing: Sequence[st
     """The document's section: the claims table, its rules and the per-run numbers."""
     out = ["## Probe claims", ""]
     if not recs:
-        return out + ["No probe-claims run has finished (`probes-<op>-s42`); nothing to report.", ""]
-    ops = ", ".join(r["op"] for r in recs)
-    out += [f"Runs `probes-<op>-s42` ({ops}; p = 97, lr 1e-3, weight decay 1, seed 42) with the execution-manifold "
+        return out + ["No probe-claims run has finished (`probes-<op>-s<seed>`); nothing to report.", ""]
+    ops = ", ".join(dict.fromkeys(r["op"] for r in recs))
+    seeds = ", ".join(str(x) for x in dict.fromkeys(r.get("seed") for r in recs) if x is not None)
+    out += [f"{len(recs)} runs `probes-<op>-s<seed>` ({ops}; seeds {seeds}; p = 97, lr 1e-3, weight decay 1) with the "
+            "execution-manifold "
             "probe, the commutator defect projected on its top-2 directions per attention matrix, and the "
             "gradient-SED probe (W = 10 fixed-batch gradients of the attention weights, compared with the monitor's "
             "update window of the same weights), every 100 steps. Statistics over the records up to each run's grok "
