@@ -113,11 +113,11 @@ def copy_evidence(out: Path, dest: Path, names: Sequence[str], study: str = "gro
 
     from ..experiments.checkpoint import write_text_file
 
+    done = [n for n in names if (out / n / "summary.json").is_file()]
+    _check_evidence_target(out, Path(dest), done)  # everything is checked before the first write
     copied = []
-    for n in names:
+    for n in done:
         src = out / n
-        if not (src / "summary.json").is_file():
-            continue
         (dest / n).mkdir(parents=True, exist_ok=True)
         for f in EVIDENCE_FILES:
             if (src / f).is_file():
@@ -135,10 +135,46 @@ def copy_evidence(out: Path, dest: Path, names: Sequence[str], study: str = "gro
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(out / rel, dest / (rel + ".tmp"))
             os.replace(dest / (rel + ".tmp"), dest / rel)
-    write_text_file(dest / "README.md", "Compact outputs of the runs behind the document (config, summary, evaluation "
-                    "curve and monitor history of each run; no weights). `spectral-edge reproduce " + study + " --out "
+    write_text_file(dest / "README.md", EVIDENCE_README + " `spectral-edge reproduce " + study + " --out "
                     "<a copy of this folder> --no-train` recomputes every table from them.\n")
     return copied
+
+
+#: the first sentence of the README an evidence folder gets (a README without it is the user's)
+EVIDENCE_README = ("Compact outputs of the runs behind the document (config, summary, evaluation curve and monitor "
+                   "history of each run; no weights).")
+
+
+def _check_evidence_target(out: Path, dest: Path, names: Sequence[str]) -> None:
+    """Refuse (one line) an ``--evidence`` folder that holds anything but earlier evidence of the
+    same runs: a run folder (weights, logs), another run's evidence (a different config.json) or
+    a README of its own. Nothing is written before this check."""
+    where = f"--evidence {dest}"
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{where}: is a file; give a folder for the evidence")
+    readme = dest / "README.md"
+    if readme.is_file() and not readme.read_text(errors="replace").startswith(EVIDENCE_README):
+        raise ConfigError(f"{where}: {readme} is not an evidence README; refusing to write over it (choose an "
+                          "empty or evidence folder)")
+    for n in names:
+        d = dest / n
+        if not d.exists():
+            continue
+        if not d.is_dir():
+            raise ConfigError(f"{where}: {d} is a file, not a run's evidence; refusing to write over it")
+        foreign = sorted(p.name for p in d.iterdir() if p.name not in EVIDENCE_FILES)
+        if foreign:
+            raise ConfigError(f"{where}: {d} holds {foreign[0]}, which evidence never does (a run folder?); "
+                              "refusing to write over it")
+        try:
+            same = json.loads((d / "config.json").read_text()) == json.loads((out / n / "config.json").read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise ConfigError(f"{where}: {d / 'config.json'} is another run's config; refusing to replace its "
+                              "evidence (remove it, or choose another folder)")
 
 
 def reproduce_grokking(out: str | Path, doc: str | Path, *, jobs: int = 2, quick: bool = False,
