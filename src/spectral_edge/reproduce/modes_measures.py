@@ -60,9 +60,10 @@ def _cache_key(folder: Path, cfg: Any) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "snapshots": [st.st_size, st.st_mtime_ns]}
 
 
-def _cached(path: Path, cfg: Any, key: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The cache entry at ``path`` when it answers ``key``; without snapshots (``key`` None: a
-    folder of committed evidence) when it was computed with the same choices."""
+def _cached(path: Path, folder: Path, cfg: Any) -> dict[str, Any] | None:
+    """The cache entry at ``path`` when it answers the run's key (:func:`_cache_key`); for a
+    folder without snapshots (committed evidence) when it was computed with the same choices."""
+    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -82,8 +83,7 @@ def _modes(folder: Path, cfg: Any, cache: Path, name: str) -> tuple[dict[str, An
     from ..experiments.checkpoint import write_text_file
 
     path = cache / f"{folder.name}--{name}.json"
-    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
-    saved = _cached(path, cfg, key)
+    saved = _cached(path, folder, cfg)
     if saved is not None and isinstance(saved.get("seconds"), float) and isinstance(saved.get("modes"), dict):
         return saved["modes"], None, saved["seconds"]
     t0 = time.perf_counter()
@@ -114,9 +114,8 @@ def _field(res: Any, folder: Path, cfg: Any, cache: Path) -> list[list[float | N
     from ..experiments.checkpoint import write_text_file
 
     path = cache / f"{folder.name}--field.json"
-    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
     if res is None:
-        saved = _cached(path, cfg, key)
+        saved = _cached(path, folder, cfg)
         if saved is not None and isinstance(saved.get("field"), list):
             return saved["field"]
         res = run_modes(folder, cfg)
@@ -147,15 +146,14 @@ def _loss_modes(folder: Path, cache: Path) -> dict[str, Any] | None:
 
     cfg = _LossModesChoice()
     path = cache / f"{folder.name}--lossmodes.json"
-    key = _cache_key(folder, cfg) if (folder / "snapshots.safetensors").is_file() else None
-    saved = _cached(path, cfg, key)
+    saved = _cached(path, folder, cfg)
     if saved is not None and isinstance(saved.get("result"), dict):
         return saved["result"]
-    if key is None:
+    if not (folder / "snapshots.safetensors").is_file():
         return None
     res = run_loss_decomposition(folder, cfg.window).to_dict()
     cache.mkdir(parents=True, exist_ok=True)
-    write_text_file(path, json.dumps({"key": key, "result": res}))
+    write_text_file(path, json.dumps({"key": _cache_key(folder, cfg), "result": res}))
     return res
 
 
