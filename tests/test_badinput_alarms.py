@@ -59,6 +59,13 @@ CASES = [
     Case("run-probe-schedule-bad", lambda d: ["run", _write(d / "c.json", json.dumps(
         {"modulus": 7, "steps": 20, "probes": {"defect": {"every": [[100, 10], [50, 100]]}}})), "--out", d / "o"],
          ["defect probe: every", "increase strictly"]),
+    Case("run-every-schedule-bad", lambda d: ["run", _write(d / "c.toml", 'task = "lm"\nsteps = 20\n'
+                                                                        'every = [[10, 2], [5, 1]]\n'), "--out", d / "o"],
+         ["c.toml", "every", "increase strictly"]),
+    Case("run-eval-every-schedule-zero", lambda d: ["run", _write(d / "c.json", json.dumps(
+        {"task": "lm", "steps": 20, "eval_every": [[10, 0]]})), "--out", d / "o"], ["c.json", "eval_every", "≥ 1"]),
+    Case("run-every-schedule-snapshots", lambda d: ["run", _write(d / "c.json", json.dumps(
+        {"modulus": 7, "steps": 20, "every": [[10, 2], [None, 5]]})), "--out", d / "o"], ["snapshots = 0"]),
 ]
 
 

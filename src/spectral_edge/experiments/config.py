@@ -25,13 +25,15 @@ OPTIMIZERS = ("adamw", "sgd", "muon")
 SKETCHES = ("auto", "exact", "fold", "gaussian", "countsketch")
 
 _POSITIVE = msgspec.Meta(ge=1)
+#: a cadence in a config: a whole number of steps or (until_step or None, every) pairs (checked by Cadence)
+Schedule = int | tuple[tuple[int | None, int], ...]
 #: bounds of the fields beyond their type (checked by :func:`check_value` with msgspec)
 BOUNDS: dict[str, msgspec.Meta] = {
     "modulus": msgspec.Meta(ge=2), "train_frac": msgspec.Meta(gt=0, lt=1), "seed": msgspec.Meta(ge=0),
     "data_seed": msgspec.Meta(ge=0), "lr": msgspec.Meta(gt=0), "weight_decay": msgspec.Meta(ge=0),
     "momentum": msgspec.Meta(ge=0, lt=1), "batch_size": _POSITIVE, "grad_clip": msgspec.Meta(gt=0),
-    "warmup_steps": msgspec.Meta(ge=0), "steps": _POSITIVE, "eval_every": _POSITIVE,
-    "grok_threshold": msgspec.Meta(ge=0, le=1), "stop_margin": msgspec.Meta(ge=0), "every": _POSITIVE,
+    "warmup_steps": msgspec.Meta(ge=0), "steps": _POSITIVE,
+    "grok_threshold": msgspec.Meta(ge=0, le=1), "stop_margin": msgspec.Meta(ge=0),
     "sketch_dim": _POSITIVE, "checkpoint_every": msgspec.Meta(ge=0), "threads": _POSITIVE,
     "snapshots": msgspec.Meta(ge=0),
 }
@@ -157,11 +159,13 @@ class RunConfig:
     grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
     warmup_steps: int = 0  # linear learning-rate warm-up
     steps: int = 10_000  # maximum optimizer steps
-    eval_every: int = 100  # evaluate train and test metrics every this many steps
+    eval_every: Schedule = 100  # evaluate train and test metrics every this many steps, or on a schedule of
+    #                             (until_step, every) pairs as for `every`
     grok_threshold: float = 0.9  # grok step: first evaluation with test accuracy ≥ this
     early_stop: bool = True  # stop after grokking plus a margin
     stop_margin: int = 1000  # steps to keep training after the grok step
-    every: int = 100  # monitor: sample every this many steps
+    every: Schedule = 100  # monitor: sample every this many steps, or on a schedule of (until_step or null,
+    #                        every) pairs such as [[400, 10], [null, 100]] (spectral_edge.stream.cadence)
     windows: tuple[int, ...] = (10,)  # monitor: window sizes
     sketch: str = "auto"  # monitor: exact | fold | gaussian | countsketch | auto
     sketch_dim: int | None = None  # monitor: sketch dimension (None: 10·max W)
@@ -197,6 +201,14 @@ class RunConfig:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name}: unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        from ..stream.cadence import Cadence
+
+        for name in ("every", "eval_every"):  # a whole number ≥ 1 or a valid schedule (one-line errors)
+            c = Cadence(getattr(self, name), name=name)
+            setattr(self, name, c.period if c.period is not None else c.schedule)
+        if isinstance(self.every, tuple) and self.effective_snapshots:
+            raise ConfigError("snapshots: the snapshot ring keeps evenly spaced states; with a schedule for `every` "
+                              "set snapshots = 0")
         if not self.windows or min(self.windows) < 2:
             raise ConfigError(f"windows: monitor windows must be ≥ 2, got {list(self.windows)}")
         for b in self.betas:

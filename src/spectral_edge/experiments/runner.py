@@ -66,6 +66,7 @@ from ..functional.sketch import SketchSpec
 from ..monitor import Monitor
 from ..selection import Selection, normalize_name
 from ..stream.analyzer import default_sketch
+from ..stream.cadence import Cadence
 from .checkpoint import (RUN_STATE, SNAPSHOTS_FILE, SnapshotRing, check_output_folder, clear_run, config_text,
                          cut_file, file_digest, finish_run_state, history_rows, load_run_state, replace_atomically,
                          run_contents, save_run_state, write_text_file)
@@ -270,7 +271,9 @@ def _watched(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 def _snapshot_ring(cfg: RunConfig, monitor: Monitor) -> SnapshotRing:
     """The ring of ``cfg.effective_snapshots`` snapshots of the tensors ``monitor`` selects."""
     plan = monitor.updates
-    return SnapshotRing({n: plan.shapes[n] for n in plan.plan.names}, cfg.effective_snapshots, cfg.every)
+    # a schedule for `every` comes with snapshots = 0 (RunConfig refuses both), so the ring is empty then
+    every = cfg.every if isinstance(cfg.every, int) else 1
+    return SnapshotRing({n: plan.shapes[n] for n in plan.plan.names}, cfg.effective_snapshots, every)
 
 
 def build_intervention(cfg: RunConfig, wl: Workload, probes: Sequence[Any], out: Path) -> Any:
@@ -437,6 +440,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
         return any(r.get("kind") == "event" and r.get("event") == "alarm" for r in rows)
 
     stops = _stop_probes(stops, grok_step, alarmed()) if stops else stops
+    every, evaluates = Cadence(cfg.every), Cadence(cfg.eval_every, name="eval_every")
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed + 1)  # anything stochastic inside the model (dropout) is seeded
         if saved is not None:
@@ -453,17 +457,18 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, progress: ProgressFn 
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()  # the monitor samples in the optimizer's post-step hook
-            if step % cfg.every == 0:
+            sampled = every(step)
+            if sampled:
                 ring.take(step, snapshot_params)  # the same steps, the same parameters
             train_loss = float(loss.detach())
             if not math.isfinite(train_loss):
                 monitor.log(step, loss=train_loss)
                 raise ConfigError(f"training diverged at step {step} (loss {train_loss}); lower the learning rate")
-            if step % cfg.every == 0:
+            if sampled:
                 monitor.log(step, loss=train_loss)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 snapshot(step)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if evaluates(step) or step == cfg.steps:
                 last = evaluate(step)
                 if grok_step is None:
                     grok_step = signals.grok_step(evals, cfg.grok_threshold, "test_acc")
