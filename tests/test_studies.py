@@ -12,6 +12,7 @@ import pytest
 from spectral_edge.errors import ConfigError
 from spectral_edge.experiments.config import RunConfig
 from spectral_edge.reproduce import claims as cl
+from spectral_edge.reproduce import lm_claims as lmc
 from spectral_edge.reproduce import documents, figures, plans, run
 from spectral_edge.reproduce import measures as ms
 
@@ -67,8 +68,8 @@ def test_plan_shares_runs_and_configs_are_valid(scale):
     names = [r.name for r in plan.runs]
     assert len(names) == len(set(names))
     base = plans.lm_name("adamw", 42)
-    for study in plans.STUDIES:
-        assert base in plan.uses[study]  # one LM baseline serves all four studies
+    for study in ("lm", "jl", "optimizers", "backbone"):
+        assert base in plan.uses[study]  # one LM baseline serves these four studies
     assert plans.mod_name("adamw") in plan.uses["jl"] and plans.mod_name("adamw") in plan.uses["optimizers"]
     for r in plan.runs:
         cfg = r.config
@@ -206,7 +207,8 @@ def _rules_in_document() -> str:
 
 def test_claims_table_calls_every_claim_in_order():
     assert [r.key for r in cl.CLAIMS] == ["kstar", "phases", "peak", "phase_r", "lag_flip", "jl", "optimizer",
-                                         "backbone", "backbone_share", "alignment", "gap_dynamics"]
+                                         "backbone", "backbone_share", "alignment", "gap_dynamics", "text_kstar",
+                                         "text_phases", "text_peak", "text_phase_r", "text_lag_flip", "text_optimizer"]
     assert all(r.judge.__doc__ for r in cl.CLAIMS)
     # a claim whose study is absent says nothing; the one that needs no study is always there
     assert [c.key for c in cl.claims_table({"scale": "tiny"})] == ["gap_dynamics"]
@@ -284,13 +286,17 @@ def test_reproduce_trajectories_tiny_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     claims = json.loads(r.stdout)["claims"]
     assert {c["key"] for c in claims} == {"kstar", "phases", "peak", "phase_r", "lag_flip", "jl", "optimizer",
-                                          "backbone", "backbone_share", "alignment", "gap_dynamics"}
+                                          "backbone", "backbone_share", "alignment", "gap_dynamics", "text_kstar",
+                                          "text_phases", "text_peak", "text_phase_r", "text_lag_flip", "text_optimizer"}
     text = doc.read_text()
     assert "## Claims and measurements" in text and "Scale `tiny`" in text
     for c in claims:
         assert c["verdict"] in (cl.REPRODUCED, cl.PARTLY, cl.NOT_REPRODUCED, cl.NOT_TESTABLE)
         assert c["ours"] in text
-    for name in ("lm", "jl", "optimizers", "backbone"):
+    # every real-text row says whether its test could have refuted the claim, in the table and in §5
+    assert all(c["strength"] and c["strength"].replace("|", "\\|") in text for c in claims if c["key"].startswith("text_"))
+    assert "## 5. Real text" in text and "every 2 steps to step 20, then every 5" in text
+    for name in ("lm", "jl", "optimizers", "backbone", "text"):
         png = doc.parent / "figures" / f"{figures.FIG_PREFIX}{name}.png"
         assert png.is_file() and 0 < png.stat().st_size < figures.MAX_FIGURE_BYTES
         assert f"figures/{png.name}" in text
@@ -378,7 +384,7 @@ def test_phase_r_claim_states_its_power():
     import math
 
     for r in (0.87, 0.5, 0.3):
-        n = cl.min_windows_for_r(r)
+        n = lmc.min_windows_for_r(r)
         assert math.atanh(r) * math.sqrt(n - 3) > 1.96 >= math.atanh(r) * math.sqrt(n - 4)
     agg = {"phase_r_W10": {"rise": [None], "plateau": [0.2], "collapse": [0.65]},
            "phase_n_W10": {"rise": [0], "plateau": [7], "collapse": [44]}}

@@ -63,15 +63,15 @@ def trajectories(
     doc: Optional[Path] = typer.Option(
         None, "--doc", help="Markdown document to (re)write; figures go to its folder's figures/. "
         "Default: docs/trajectories.md, or OUT/trajectories.md with --quick."),
-    study: list[str] = typer.Option([], "--study", help="Only these studies: lm, jl, optimizers, backbone "
-                                    "(repeatable; default all)."),
+    study: list[str] = typer.Option([], "--study", help="Only these studies: lm, jl, optimizers, backbone, "
+                                    "text (repeatable; default all)."),
     evidence: Optional[Path] = _EVIDENCE_OPT,
     no_train: bool = _NO_TRAIN_OPT,
     scale: Optional[str] = typer.Option(None, "--scale", hidden=True, help="full | quick | tiny (tests)."),
     as_json: bool = typer.Option(False, "--json", help="Print the claims table as JSON on stdout."),
     quiet: bool = _QUIET_OPT,
 ) -> None:
-    """Language-model trajectory, JL accuracy, optimizer and backbone studies → a claims document.
+    """Language-model trajectory, JL accuracy, optimizer, backbone and real-text studies → a claims document.
 
     Trains what is missing in OUT, analyses every study, rewrites the document (claims, measurements, verdicts).
     """

@@ -18,24 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._numbers import finite_or_none as _finite
-from .formatting import fmt, lst, mean_sd_text, value_range
+from .formatting import fmt, mean_sd_text, value_range
+from .lm_claims import (ADAMW_KSTAR, CLAIMED_PEAK, LM_SETUP, MIN_SIGNAL_SHARE, MUON_KSTAR, PEAK_PARTLY,
+                        PEAK_REPRODUCED, PHASE_R_MIN, PLATEAU_DETECTOR, judge_kstar, judge_lag_flip, judge_peak,
+                        judge_phase_r, judge_phases, kstar_words, optimizer_vote)
 from .measures import MIN_PHASE_WINDOWS
 from .plans import BETA2S, JL_GAUSSIAN, JL_W, beta2_label, get_scale
-
-REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "partly", "not reproduced", "not testable here"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One row of the claims table: the papers' statement and setup, ours, and the verdict."""
-
-    key: str
-    claim: str
-    paper_setup: str
-    ours: str
-    our_setup: str
-    verdict: str
-    why: str
+from .text_claims import (TEXT_OPTIMIZER_RULE, TEXT_RULE, text_kstar_claim, text_lag_flip_claim, text_optimizer_claim,
+                          text_peak_claim, text_phase_r_claim, text_phases_claim)
+from .verdicts import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
 
 
 @dataclass(frozen=True)
@@ -78,95 +69,19 @@ def verdict_rules_text() -> str:
 
 
 # ---------------------------------------------------------------------- study 1: the LM
-LM_SETUP = "tiny LM of §1, all parameters"
-#: the papers' k* (2 for the 51M model, 3 for GPT-2): a seed agrees when its modal k* is one of them
-CLAIMED_KSTAR = (2, 3)
-CLAIMED_PEAK = 1.747
-#: relative difference of the mean peak ratio from the claim: reproduced / partly
-PEAK_REPRODUCED, PEAK_PARTLY = 0.10, 0.30
-#: the papers' smallest phase-specific |r|
-PHASE_R_MIN = 0.87
-PLATEAU_DETECTOR = "plateau detector (R ≥ 0.85·peak)"
-
-
-#: a run's modal k* is read only when at least this share of its windows has a mode above the
-#: noise floor (otherwise the floor rule's k* = 1 is its default, not a mode), and then over those windows
-MIN_SIGNAL_SHARE = 0.5
-
-
-def _kstar_words(sep: str) -> str:
-    return sep.join(map(str, CLAIMED_KSTAR))
-
-
 @claim("kstar", "k*", f"modal k* (floor rule, W = 10, all parameters, over the windows with a mode above the floor) "
-       f"is {_kstar_words(' or ')} in every seed; a seed where fewer than {MIN_SIGNAL_SHARE:.0%} of the windows have "
+       f"is {kstar_words(' or ')} in every seed; a seed where fewer than {MIN_SIGNAL_SHARE:.0%} of the windows have "
        "such a mode is not testable")
 def kstar_claim(res: Mapping[str, Any]) -> Claim | None:
     """The modal k* of every LM seed is one of the papers' k*, read where a mode clears the floor."""
-    lm = res.get("lm")
-    if not lm:
-        return None
-    a = lm["aggregate"]
-    modal = a["modal_kstar_all/W10"]
-    shares = a.get("signal_share_all/W10") or [None] * len(modal)
-    there = a.get("signal_kstar_all/W10") or [None] * len(modal)
-    read = [t if t is not None else m for m, t, sh in zip(modal, there, shares)
-            if m is not None and (_finite(sh) is None or sh >= MIN_SIGNAL_SHARE)]
-    hits = [m in CLAIMED_KSTAR for m in read]
-    untestable = len([m for m in modal if m is not None]) - len(read)
-    v = (NOT_TESTABLE if not read else REPRODUCED if all(hits) else PARTLY if any(hits) else NOT_REPRODUCED)
-    why = (f"modal k* of every testable seed is {_kstar_words(' or ')}" if v == REPRODUCED else
-           f"modal k* is {_kstar_words(' or ')} in some seeds only" if v == PARTLY else
-           f"the modal k* is neither {_kstar_words(' nor ')} at this scale" if v == NOT_REPRODUCED else
-           "no seed has a mode above the noise floor in most windows, so k* = 1 is the floor rule's default")
-    if untestable and read:
-        why += f"; {untestable} seed(s) not testable (most windows without a mode above the floor)"
-    return Claim("kstar", "k* = 2 (8-layer 51M, TinyStories) and k* = 3 (GPT-2 124M)",
-                 "W = 10, checkpoints every 200 steps", f"modal k* (floor rule) per seed: {lst(modal, 0)}; "
-                 f"trunk: {lst(a['modal_kstar_trunk/W10'], 0)}; "
-                 f"plain argmax: {lst(a['modal_kstar_argmax_all/W10'], 0)}; windows with a mode above the floor: "
-                 f"{lst(shares, 2)} (modal k* there: {lst(there, 0)})",
-                 LM_SETUP + ", W = 10", v, why)
+    return judge_kstar(res["lm"], LM_SETUP, "kstar") if res.get("lm") else None
 
 
 @claim("phases", "three phases", f"the {PLATEAU_DETECTOR} leaves ≥ {MIN_PHASE_WINDOWS} windows of rise and "
        f"≥ {MIN_PHASE_WINDOWS} of collapse in every seed (only one of the two in some seed: partly)")
 def phases_claim(res: Mapping[str, Any]) -> Claim | None:
     """Every LM seed's gap ratio rises, plateaus and collapses (plateau detector, W = 10)."""
-    lm = res.get("lm")
-    if not lm:
-        return None
-    tp = lm["aggregate"]["three_phases_W10"]
-    n_ok = sum(1 for x in tp if x)
-    ph = [r["phases"].get("all/W10", {}).get("plateau", {}) for r in lm["runs"]]
-    rises = [bool(p.get("valid")) and (p.get("n_rise") or 0) >= MIN_PHASE_WINDOWS for p in ph]
-    falls = [bool(p.get("valid")) and (p.get("n_collapse") or 0) >= MIN_PHASE_WINDOWS for p in ph]
-    two = sum(1 for a_, b_ in zip(rises, falls) if a_ != b_)  # plateau plus one of rise/collapse
-    no_rise = sum(1 for a_, b_ in zip(rises, falls) if b_ and not a_)
-    v = REPRODUCED if tp and n_ok == len(tp) else PARTLY if n_ok or two else NOT_REPRODUCED
-    desc = "; ".join(f"s{r['summary'].get('seed')}: rise {p.get('n_rise')}, plateau {p.get('n_plateau')}, "
-                     f"collapse {p.get('n_collapse')} windows" for r, p in zip(lm["runs"], ph))
-    first = [r.get("first_window", {}).get("10", {}) for r in lm["runs"]]
-    why = (f"{n_ok}/{len(tp)} seeds show ≥ {MIN_PHASE_WINDOWS} windows of rise and ≥ {MIN_PHASE_WINDOWS} of "
-           "collapse around the plateau")
-    if no_rise:
-        why += (f"; {no_rise} show plateau and collapse but no rise: the first full window ends at step "
-                f"{lst([f.get('step') for f in first], 0)}, when validation loss is already down to "
-                f"{lst([f.get('val_loss') for f in first], 2)} "
-                f"(from {lst([f.get('initial') for f in first], 2)})")
-    return Claim("phases", "the gap ratio rises, plateaus and collapses (three phases)",
-                 "W = 10 over the whole run", desc, f"{LM_SETUP}, W = 10, {PLATEAU_DETECTOR}", v, why)
-
-
-#: the papers' model for the peak ratio (8 layers, d = 512)
-PAPER_LM_PARAMETERS = 51_000_000
-
-
-def _peak_verdict(value: float | None) -> tuple[str, float | None]:
-    rel = abs(value - CLAIMED_PEAK) / CLAIMED_PEAK if value is not None else None
-    v = (NOT_REPRODUCED if rel is None else REPRODUCED if rel <= PEAK_REPRODUCED else PARTLY if rel <= PEAK_PARTLY
-         else NOT_REPRODUCED)
-    return v, rel
+    return judge_phases(res["lm"], LM_SETUP, "phases") if res.get("lm") else None
 
 
 @claim("peak", "peak ratio", f"mean within {PEAK_REPRODUCED:.0%} of {CLAIMED_PEAK} ({PEAK_PARTLY:.0%}: partly); "
@@ -175,85 +90,21 @@ def peak_claim(res: Mapping[str, Any]) -> Claim | None:
     """The mean peak gap ratio (W = 10) over seeds is close to the papers' 1.747, and the rule
     could have failed: the isotropic null's peak (:func:`~.measures.isotropic_peak_ratio`) does
     not pass it."""
-    lm = res.get("lm")
-    if not lm:
-        return None
-    a = lm["aggregate"]
-    pk_m, pk_sd = a["peak_ratio_W10_mean"], a["peak_ratio_W10_sd"]
-    v, rel = _peak_verdict(pk_m)
-    null = _finite(a.get("null_peak_ratio_W10"))
-    null_v, _ = _peak_verdict(null)
-    lo, hi = CLAIMED_PEAK * (1 - PEAK_REPRODUCED), CLAIMED_PEAK * (1 + PEAK_REPRODUCED)
-    n_par = a.get("n_parameters")
-    scale = (f"at 1/{PAPER_LM_PARAMETERS / n_par:.0f} of the papers' 51M parameters" if n_par else
-             "at a much smaller scale than the papers'")
-    if null is not None and null_v != NOT_REPRODUCED:
-        v = NOT_TESTABLE
-    why = "n/a" if rel is None else (
-        f"mean peak differs by {100 * rel:.0f}% (≤ {PEAK_REPRODUCED:.0%}: reproduced, ≤ {PEAK_PARTLY:.0%}: partly); "
-        + ("no null computed" if null is None else
-           f"an isotropic trajectory with no edge peaks at {null:.3f} ({null_v}), so the test tells an edge from "
-           f"none; it does not tell 1.747 from any value in {lo:.2f}–{hi:.2f}")
-        + f"; {len([x for x in a['peak_ratio_W10'] if x is not None])} seeds {scale}")
-    return Claim("peak", f"peak gap ratio {CLAIMED_PEAK}", "W = 10",
-                 f"peak R per seed: {lst(a['peak_ratio_W10'], 3)} "
-                 f"(mean {fmt(pk_m)}" + (f" ± {fmt(pk_sd)})" if pk_sd is not None else ")")
-                 + ("" if null is None else f"; isotropic null {null:.3f}"),
-                 LM_SETUP + ", W = 10", v, why)
+    return judge_peak(res["lm"], LM_SETUP, "peak") if res.get("lm") else None
 
 
 @claim("phase_r", "phase-specific r", f"|r| ≥ {PHASE_R_MIN} in every (seed, phase)")
 def phase_r_claim(res: Mapping[str, Any]) -> Claim | None:
     """The gap ratio correlates with validation loss within each phase (W = 10, lag 0)."""
-    lm = res.get("lm")
-    if not lm:
-        return None
-    pr = lm["aggregate"]["phase_r_W10"]
-    cells, hits_n, tot = [], 0, 0
-    for p in ("rise", "plateau", "collapse"):
-        vals = pr[p]
-        cells.append(f"{p} {lst(vals, 2)}")
-        for x in vals:
-            if _finite(x) is not None:
-                tot += 1
-                hits_n += abs(float(x)) >= PHASE_R_MIN
-    v = REPRODUCED if tot and hits_n == tot else PARTLY if hits_n else NOT_REPRODUCED
-    why = f"{hits_n}/{tot} (seed, phase) cells reach |r| ≥ {PHASE_R_MIN}"
-    ns = [n for p in ("rise", "plateau", "collapse") for n in (lm["aggregate"].get("phase_n_W10") or {}).get(p, [])]
-    if ns:
-        n_min = min_windows_for_r(PHASE_R_MIN)
-        able = sum(1 for n in ns if isinstance(n, int) and n >= n_min)
-        why += (f"; power: |r| = {PHASE_R_MIN} is significant at 5% from n ≥ {n_min} windows (Fisher z), and "
-                f"{able}/{len(ns)} cells have that many (windows per cell: {lst(ns, 0)})")
-    return Claim("phase_r", "phase-specific |r| with validation loss 0.87–0.94", "W = 10, per phase",
-                 "r per seed — " + "; ".join(cells), LM_SETUP + ", W = 10, lag 0, raw series", v, why)
-
-
-def min_windows_for_r(r: float, z: float = 1.96) -> int:
-    """The fewest points at which a correlation of ``r`` is significant (two-sided 5% with z =
-    1.96), by Fisher's transform: atanh(r)·√(n − 3) > z."""
-    import math
-
-    return int(math.floor((z / math.atanh(abs(r))) ** 2 + 3)) + 1
+    return judge_phase_r(res["lm"], LM_SETUP, "phase_r") if res.get("lm") else None
 
 
 @claim("lag_flip", "lag flip", "the peak lag is negative at W = 10 and positive at W = 20 (any sign change: partly)")
 def lag_flip_claim(res: Mapping[str, Any]) -> Claim | None:
     """The peak lag of the coupling changes sign from W = 10 (−) to W = 20 (+)."""
-    lm = res.get("lm")
-    if not lm:
+    if not res.get("lm"):
         return None
-    sc = get_scale(res["scale"])
-    fl = lm["aggregate"]["flip"]
-    lags = [(f.get("peak_lags", {}).get("10"), f.get("peak_lags", {}).get("20")) for f in fl]
-    pat = [f.get("paper_pattern") for f in fl]
-    anyflip = [f.get("flip_10_20") for f in fl]
-    v = (REPRODUCED if pat and all(pat) else PARTLY if any(pat) or any(anyflip) else NOT_REPRODUCED)
-    return Claim("lag_flip", "peak lag negative at W = 10, positive at W = 20 (lag flip)", "gap ratio vs "
-                 "validation loss, cubic detrend", "peak lag (W = 10, W = 20) per seed: "
-                 + "; ".join(f"({a_}, {b_})" for a_, b_ in lags), LM_SETUP + "; lags in samples of "
-                 f"{sc.lm_every} steps", v, f"{sum(1 for x in pat if x)}/{len(pat)} seeds show the paper's "
-                 f"(−, +) pattern; {sum(1 for x in anyflip if x)}/{len(anyflip)} show any sign change")
+    return judge_lag_flip(res["lm"], f"{LM_SETUP}; lags in samples of {get_scale(res['scale']).lm_every} steps", "lag_flip")
 
 
 # ---------------------------------------------------------------------- study 2: JL accuracy
@@ -298,16 +149,6 @@ def jl_claim(res: Mapping[str, Any]) -> Claim | None:
 
 
 # ---------------------------------------------------------------------- study 3: optimizers
-#: the thesis' modal k* under Muon and under AdamW (same model)
-MUON_KSTAR, ADAMW_KSTAR = 1, 2
-
-
-def _optimizer_vote(mm: Mapping[str, Any]) -> str:
-    if mm["muon"] == MUON_KSTAR and mm["adamw"] == ADAMW_KSTAR:
-        return REPRODUCED
-    return PARTLY if mm["muon"] < mm["adamw"] else NOT_REPRODUCED
-
-
 @claim("optimizer", "optimizers", f"modal k* Muon {MUON_KSTAR} and AdamW {ADAMW_KSTAR} (Muon below AdamW: partly), "
        f"each read over the windows with a mode above the floor; a task where fewer than {MIN_SIGNAL_SHARE:.0%} of "
        "Muon's or AdamW's windows have one is not testable")
@@ -340,7 +181,7 @@ def optimizer_claim(res: Mapping[str, Any]) -> Claim | None:
                               + ", ".join(f"{fmt(share[o], 2)}" for o, n in (("adamw", "AdamW"), ("muon", "Muon"))
                                           if n in low) + " of windows with a mode above the floor)")
             continue
-        votes.append(_optimizer_vote({"adamw": there["adamw"] or mm["adamw"], "muon": there["muon"] or mm["muon"]}))
+        votes.append(optimizer_vote({"adamw": there["adamw"] or mm["adamw"], "muon": there["muon"] or mm["muon"]}))
     v = (NOT_TESTABLE if not votes else
          REPRODUCED if all(x == REPRODUCED for x in votes) else
          PARTLY if any(x in (REPRODUCED, PARTLY) for x in votes) else NOT_REPRODUCED)
@@ -511,6 +352,15 @@ def gap_dynamics_claim(res: Mapping[str, Any]) -> Claim | None:
                  "page's gap-dynamics row holds the count")
 
 
+# ---------------------------------------------------------------------- study 5: real text (.text_claims)
+claim("text_kstar", "real text", TEXT_RULE)(text_kstar_claim)
+claim("text_phases")(text_phases_claim)
+claim("text_peak")(text_peak_claim)
+claim("text_phase_r")(text_phase_r_claim)
+claim("text_lag_flip")(text_lag_flip_claim)
+claim("text_optimizer", "real-text optimizers", TEXT_OPTIMIZER_RULE)(text_optimizer_claim)
+
+
 # ---------------------------------------------------------------------- the grokking claims
 #: The papers' numbers the grokking table is compared with (METHODS.md §6 and §9).
 PAPERS = {
@@ -654,3 +504,4 @@ def grokking_claims_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for rows_of in GROKKING_CLAIMS:
         out += rows_of(rows)
     return out
+

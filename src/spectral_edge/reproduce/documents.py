@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._numbers import finite_or_none as _finite
-from .claims import CLAIMED_JL_PCT, JL_D_FACTOR, Claim, verdict_rules_text
+from .claims import CLAIMED_JL_PCT, JL_D_FACTOR, verdict_rules_text
 from .figures import FIG_PREFIX
 from .formatting import dist, fmt, fmt_p, hms, lst, table
 from .measures import loglog_slope
 from .plans import BASE_BETA2, BETA2S, JL_FAMILIES, JL_GAUSSIAN, JL_W, OPTIMIZER_SETTINGS, Scale, beta2_label, get_scale
+from .text_documents import text_section
+from .verdicts import Claim
 
 
 # ---------------------------------------------------------------------- the trajectory document
@@ -40,6 +42,8 @@ def render_document(res: Mapping[str, Any], figures: Mapping[str, str], fig_rel:
         L += _optimizers_section(res["optimizers"], sc, figures, fig_rel)
     if res.get("backbone"):
         L += _backbone_section(res["backbone"], sc, figures, fig_rel)
+    if res.get("text"):
+        L += text_section(res["text"], sc, res["claims"], figures, fig_rel)
     L += _gap_dynamics_section() + _timing_section(res.get("timing", {})) + _regenerate_section()
     return "\n".join(L)
 
@@ -66,7 +70,8 @@ def _claims_section(res: Mapping[str, Any]) -> list[str]:
     L = ["## Claims and measurements", ""]
     claims = [Claim(**c) for c in res["claims"]]
     L += table(["claim (papers)", "papers' setup", "our measurement", "our setup", "verdict"],
-               [(c.claim, c.paper_setup, c.ours, c.our_setup, f"**{c.verdict}** — {c.why}") for c in claims])
+               [(c.claim, c.paper_setup, c.ours, c.our_setup,
+                 f"**{c.verdict}** — {c.why}" + (f". *Strength:* {c.strength}" if c.strength else "")) for c in claims])
     L += ["", verdict_rules_text(), ""]
     return L
 

@@ -190,8 +190,46 @@ def backbone_figure(res: Mapping[str, Any], plt: Any) -> Any:
 
 
 #: study → the function drawing its figure, in the order the figures are made
+# ---------------------------------------------------------------------- study 5: real text
+_ARM_COLOURS = {"adamw": "tab:blue", "muon": "tab:red"}
+
+
+def text_figure(res: Mapping[str, Any], plt: Any) -> Any:
+    """Gap ratio (W = 10) of every real-text run, AdamW and Muon; validation loss; k* over training
+    of the first seed under each optimizer (None: no real-text study)."""
+    text = res.get("text") or {}
+    arms = [(o, r) for o in ("adamw", "muon") for r in (text.get(o) or {}).get("runs", [])]
+    if not arms:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for o, r in arms:
+        s = r["series"].get("all/W10")
+        lab = f"{o} s{r['summary'].get('seed')}"
+        if s:
+            axes[0].plot(s["step"], s["gap_ratio"], lw=1, color=_ARM_COLOURS[o], alpha=0.8, label=lab)
+        axes[1].plot(r["val"]["step"], r["val"]["loss"], lw=1, color=_ARM_COLOURS[o], alpha=0.8, label=lab)
+    axes[0].set_title("gap ratio R = σ_k*/σ_k*+1 (W = 10, all parameters)", fontsize=9)
+    axes[1].set_title("validation loss (held-out paragraphs)", fontsize=9)
+    axes[1].set_yscale("log")
+    seen = set()
+    for o, r in arms:
+        s = r["series"].get("all/W10")
+        if o in seen or not s:
+            continue
+        seen.add(o)
+        axes[2].plot(s["step"], s["k_star"], "o" if o == "adamw" else "x", ms=3, color=_ARM_COLOURS[o],
+                     label=f"{o} s{r['summary'].get('seed')}")
+    axes[2].set_title("k* over training (floor rule, W = 10; 1 = no mode above the floor)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {
-    "lm": lm_figure, "jl": jl_figure, "optimizers": optimizers_figure, "backbone": backbone_figure}
+    "lm": lm_figure, "jl": jl_figure, "optimizers": optimizers_figure, "backbone": backbone_figure,
+    "text": text_figure}
 
 
 def make_figures(res: Mapping[str, Any], fig_dir: Path) -> dict[str, str]:

@@ -39,7 +39,7 @@ from .._numbers import median_or_none
 from ..errors import ConfigError
 from ..experiments.config import RunConfig
 from ..experiments.suite import SEEDS, SuiteRun, grokking_suite
-from .claims import Claim
+from .verdicts import Claim
 
 MODULAR_OP = "add"
 #: the step budget of every modular arm (the baselines grok at 2,900–3,200 steps by ≥ 0.98 × 3)

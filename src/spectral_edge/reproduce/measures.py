@@ -19,7 +19,8 @@ from typing import Any
 
 from .._numbers import finite_or_none as _finite
 from ..errors import ConfigError
-from .plans import BETA2S, JL_FACTORS, JL_FAMILIES, JL_W, TRUNK_GROUP, StudyPlan, beta2_label, lm_name, mod_name
+from .plans import (BETA2S, JL_FACTORS, JL_FAMILIES, JL_W, TEXT_OPTIMIZERS, TRUNK_GROUP, StudyPlan, beta2_label, lm_name,
+                    mod_name, text_name)
 
 #: a phase of the gap ratio counts when it lasts at least this many windows (rise and collapse)
 MIN_PHASE_WINDOWS = 3
@@ -331,6 +332,21 @@ def analyse_backbone_run(folder: str | Path) -> dict[str, Any]:
     return rec
 
 
+# ---------------------------------------------------------------------- study 5: real text
+def text_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
+    """Study 5: the larger LM on a packaged real text, per optimizer the LM study's record
+    (:func:`analyse_lm_run` per seed, :func:`lm_aggregate` over seeds), and per run the backbone
+    probe (:func:`analyse_backbone_run`)."""
+    sc = plan.scale
+    res: dict[str, Any] = {}
+    for opt in TEXT_OPTIMIZERS:
+        names = [text_name(opt, s) for s in sc.text_seeds if text_name(opt, s) in plan.uses["text"]]
+        runs = [analyse_lm_run(out / n, sc.windows, sc.n_perm) for n in names]
+        res[opt] = {"runs": runs, "aggregate": lm_aggregate(runs),
+                    "backbone": [analyse_backbone_run(out / n) for n in names]}
+    return res
+
+
 # ---------------------------------------------------------------------- study 2: JL accuracy
 def checkpoint_states(folder: str | Path, max_step: int | None = None) -> list[dict[str, Any]]:
     """The parameter states saved in ``folder/checkpoints`` (oldest first), up to ``max_step``."""
@@ -405,6 +421,11 @@ def isotropic_peak_ratio(n_parameters: int, window: int, n_windows: int, seed: i
 def lm_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
     """Study 1: every seed's :func:`analyse_lm_run`, plus the cross-seed aggregates the claims need."""
     runs = [analyse_lm_run(out / name, plan.scale.windows, plan.scale.n_perm) for name in plan.uses["lm"]]
+    return {"runs": runs, "aggregate": lm_aggregate(runs)}
+
+
+def lm_aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The cross-seed aggregates of :func:`analyse_lm_run` records that the LM claims read."""
     agg: dict[str, Any] = {"seeds": [r["summary"].get("seed") for r in runs]}
     for key in ("all/W10", "trunk/W10", "all/W5", "all/W20"):
         agg[f"modal_kstar_{key}"] = [r["kstar"].get(key, {}).get("floor", {}).get("modal") for r in runs]
@@ -421,6 +442,8 @@ def lm_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
     agg["null_peak_ratio_W10"] = isotropic_peak_ratio(n_par, 10, n_win) if n_par and n_win else None
     agg["three_phases_W10"] = [r["phases"].get("all/W10", {}).get("plateau", {}).get("three_phases") for r in runs]
     agg["flip"] = [r["coupling"].get("all/flip", {}) for r in runs]
+    agg["coupling_p_perm"] = {str(W): [r["coupling"].get(f"all/W{W}", {}).get("p_perm") for r in runs]
+                              for W in (10, 20)}
     ph_r: dict[str, list[Any]] = {"rise": [], "plateau": [], "collapse": []}
     for r in runs:
         c = r["coupling"].get("all/W10", {})
@@ -429,7 +452,27 @@ def lm_study(out: Path, plan: StudyPlan) -> dict[str, Any]:
     agg["phase_r_W10"] = ph_r
     agg["phase_n_W10"] = {p: [r["coupling"].get("all/W10", {}).get("phases", {}).get(p, {}).get("n") for r in runs]
                           for p in ph_r}
-    return {"runs": runs, "aggregate": agg}
+    agg["val_mid"] = [mid_run_drop(r["val"]["step"], r["val"]["loss"]) for r in runs]
+    return agg
+
+
+def mid_run_drop(steps: Sequence[Any], loss: Sequence[Any]) -> dict[str, Any]:
+    """Whether a validation-loss curve is still falling in the middle of the run: its value at the
+    middle step (linear interpolation), the final value, the relative drop between them, and the
+    least-squares slope per 1000 steps over the middle fifth of the run (40–60%)."""
+    import numpy as np
+
+    pts = [(float(s), float(v)) for s, v in zip(steps, loss) if _finite(v) is not None]
+    if len(pts) < 3:
+        return {"mid": None, "final": None, "drop": None, "slope_per_1k": None}
+    s = np.array([p[0] for p in pts])
+    v = np.array([p[1] for p in pts])
+    mid_step = s[0] + (s[-1] - s[0]) / 2
+    mid = float(np.interp(mid_step, s, v))
+    band = (s >= s[0] + 0.4 * (s[-1] - s[0])) & (s <= s[0] + 0.6 * (s[-1] - s[0]))
+    slope = trend(s[band].tolist(), v[band].tolist())["slope_per_1k"] if band.sum() >= 3 else None
+    return {"mid_step": int(mid_step), "mid": mid, "final": float(v[-1]), "drop": (mid - float(v[-1])) / mid if mid else None,
+            "slope_per_1k": _finite(slope)}
 
 
 def optimizer_study(out: Path, plan: StudyPlan) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import Any
 
 from .._numbers import finite_or_none as _finite
 from .._numbers import median_or_none
-from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim, ClaimRule
+from .claims import ClaimRule
+from .verdicts import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
 from .formatting import fmt
 
 #: the papers' numbers (METHODS §7)

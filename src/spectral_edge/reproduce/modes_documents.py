@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._numbers import finite_or_none as _finite
-from .claims import Claim
+from .verdicts import Claim
 from .figures import save_figure
 from .formatting import fmt, fmt_dash, hms, table
 from .modes_claims import modes_rules_text

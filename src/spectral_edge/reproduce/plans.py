@@ -16,7 +16,14 @@ from ..experiments.config import RunConfig
 from ..experiments.suite import SuiteRun, grokking_suite
 
 SCALES = ("full", "quick", "tiny")
-STUDIES = ("lm", "jl", "optimizers", "backbone")
+STUDIES = ("lm", "jl", "optimizers", "backbone", "text")
+#: the real-text study's optimizers (each with every seed of ``Scale.text_seeds``)
+TEXT_OPTIMIZERS = ("adamw", "muon")
+#: seconds per training step of candidate real-text models, measured on this project's 2-core CPU
+#: machine to choose the study's size (one torch thread, the other core busy; KJV text, all
+#: parameters monitored exactly every 10 steps, W = 10; 60 steps each)
+TEXT_SIZE_PROBE = {"4×128 (0.81M, context 64)": 0.13, "4×256 (3.2M, context 128)": 0.69,
+                   "6×256 (4.8M, context 128)": 1.04, "8×384 (14.3M, context 128)": 2.66}
 LM_SEEDS = (42, 137, 2024)
 BETA2S = (0.999, 0.99, 0.95, 0.9)
 #: the LM baseline's β2 (shared between the LM study and the β2 sweep)
@@ -58,22 +65,40 @@ class Scale:
     lm_seeds: tuple[int, ...]
     windows: tuple[int, ...] = (5, 10, 20)
     n_perm: int = 999  # circular shifts for the coupling's permutation p-value
+    # the real-text study (a larger LM on the KJV text, sampled densely early: a cadence schedule)
+    text_model: Mapping[str, Any] = field(default_factory=dict)
+    text_task: Mapping[str, Any] = field(default_factory=dict)
+    text_batch: int = 32
+    text_steps: int = 1600
+    text_every: Any = ((320, 10), (None, 80))  # monitor and evaluation cadence (int or schedule)
+    text_warmup: int = 100
+    text_seeds: tuple[int, ...] = LM_SEEDS
 
 
 SCALE_PRESETS: dict[str, Scale] = {
     "full": Scale("full", lm_model={"n_layer": 4, "d_model": 128, "n_head": 4}, lm_task={"block_size": 64},
                   lm_batch=32, lm_steps=3000, lm_every=50, lm_warmup=200, lm_backbone_every=100,
                   mod_modulus=97, mod_model={}, mod_steps=5000, mod_every=100, mod_ckpt_every=25,
-                  jl_mod_max_step=2000, jl_factors=JL_FACTORS, jl_seeds=5, lm_seeds=LM_SEEDS),
+                  jl_mod_max_step=2000, jl_factors=JL_FACTORS, jl_seeds=5, lm_seeds=LM_SEEDS,
+                  # 4.8M parameters (6× the LM above), 1600 steps: 2 optimizers × 3 seeds in ~1 h 45 min on 2 cores
+                  # (1.3 s a step, two runs side by side; see docs/trajectories.md §6)
+                  text_model={"n_layer": 6, "d_model": 256, "n_head": 4}, text_task={"corpus": "kjv", "block_size": 128},
+                  text_batch=32, text_steps=1600, text_every=((320, 10), (None, 80)), text_warmup=100),
     "quick": Scale("quick", lm_model={"n_layer": 2, "d_model": 64, "n_head": 4}, lm_task={"block_size": 64},
                    lm_batch=16, lm_steps=300, lm_every=10, lm_warmup=20, lm_backbone_every=20,
                    mod_modulus=97, mod_model={}, mod_steps=400, mod_every=10, mod_ckpt_every=10,
-                   jl_mod_max_step=400, jl_factors=(2, 10, 50), jl_seeds=2, lm_seeds=(42, 137), n_perm=199),
+                   jl_mod_max_step=400, jl_factors=(2, 10, 50), jl_seeds=2, lm_seeds=(42, 137), n_perm=199,
+                   text_model={"n_layer": 2, "d_model": 64, "n_head": 4},
+                   text_task={"corpus": "kjv", "block_size": 64, "max_chars": 400_000}, text_batch=16, text_steps=300,
+                   text_every=((60, 10), (None, 30)), text_warmup=20, text_seeds=(42, 137)),
     "tiny": Scale("tiny", lm_model={"n_layer": 1, "d_model": 16, "n_head": 2},
                   lm_task={"block_size": 16, "n_stories": 40}, lm_batch=4, lm_steps=60, lm_every=2, lm_warmup=0,
                   lm_backbone_every=4, mod_modulus=11, mod_model={"d_model": 16, "n_heads": 2, "d_ff": 32},
                   mod_steps=60, mod_every=2, mod_ckpt_every=2, jl_mod_max_step=60, jl_factors=(2, 10),
-                  jl_seeds=1, lm_seeds=(42,), n_perm=99),
+                  jl_seeds=1, lm_seeds=(42,), n_perm=99,
+                  text_model={"n_layer": 1, "d_model": 16, "n_head": 2},
+                  text_task={"corpus": "kjv", "block_size": 16, "max_chars": 20_000}, text_batch=4, text_steps=60,
+                  text_every=((20, 2), (None, 5)), text_warmup=0, text_seeds=(42,)),
 }
 
 #: optimizer settings per task (tuned so each trains; see docs/trajectories.md)
@@ -132,6 +157,15 @@ def lm_config(sc: Scale, seed: int = 42, optimizer: str = "adamw", beta2: float 
         checkpoint_every=sc.lm_every if checkpoints else 0, threads=1, **opt)
 
 
+def text_config(sc: Scale, seed: int = 42, optimizer: str = "adamw") -> RunConfig:
+    """The real-text study's run: the LM study's run at ``sc.text_*`` sizes on a packaged text, the
+    monitor and the evaluations on the ``text_every`` schedule (dense early, so that the rise of
+    the loss curve falls inside the windows), no checkpoints."""
+    return replace(lm_config(sc, seed, optimizer), model=dict(sc.text_model), task_options=dict(sc.text_task),
+                   batch_size=sc.text_batch, warmup_steps=sc.text_warmup, steps=sc.text_steps,
+                   eval_every=sc.text_every, every=sc.text_every, checkpoint_every=0)
+
+
 def modular_config(sc: Scale, optimizer: str = "adamw", seed: int = 42, checkpoints: bool = False) -> RunConfig:
     """The modular reference run (add mod p, attention weights monitored, no early stop)."""
     return RunConfig(
@@ -152,6 +186,10 @@ def lm_name(optimizer: str = "adamw", seed: int = 42, beta2: float | None = None
     if optimizer == "adamw" and beta2 is not None and beta2 != BASE_BETA2:
         return f"lm-adamw-b2_{beta2_label(beta2)}-s{seed}"
     return f"lm-{optimizer}-s{seed}"
+
+
+def text_name(optimizer: str = "adamw", seed: int = 42) -> str:
+    return f"text-{optimizer}-s{seed}"
 
 
 def mod_name(optimizer: str = "adamw", seed: int = 42) -> str:
@@ -217,6 +255,10 @@ def study_plan(scale: str | Scale = "full", studies: Sequence[str] = STUDIES) ->
         for s in sc.lm_seeds:
             if s != 42:
                 add("lm", lm_name("adamw", s), lm_config(sc, s, "adamw"), "lm")
+    if "text" in studies:  # seed by seed, the two optimizers side by side (a cut-short study stays paired)
+        for s in sc.text_seeds:
+            for opt in TEXT_OPTIMIZERS:
+                add("text", text_name(opt, s), text_config(sc, s, opt), "text")
     return StudyPlan(sc, tuple(runs.values()), {k: tuple(v) for k, v in uses.items()})
 
 

@@ -23,7 +23,7 @@ from .documents import render_document
 from .figures import make_figures
 from .formatting import hms
 from .measures import (JL_CACHE_FILES, backbone_study, grokking_rows, jl_records, lm_study, optimizer_study,
-                       read_summary)
+                       read_summary, text_study)
 from .plans import STUDIES, Scale, StudyPlan, check_out_and_doc, grokking_plan, study_plan
 
 
@@ -37,6 +37,7 @@ def analyse(out: str | Path, plan: StudyPlan, log: Callable[[str], None] | None 
         "jl": lambda: jl_records(out, plan, log),
         "optimizers": lambda: optimizer_study(out, plan),
         "backbone": lambda: backbone_study(out, plan),
+        "text": lambda: text_study(out, plan),
     }
     for st in plan.uses:
         t0 = time.perf_counter()
