@@ -63,7 +63,8 @@ def test_the_grokking_page_is_recomputed_from_the_committed_evidence(tmp_path):
 
 @pytest.mark.parametrize("study,figures", [("interventions", {"interventions_dose.png", "interventions_curves.png"}),
                                            ("modes", {"modes_heatmap.png"}),
-                                           ("trajectories", {"trajectories_lm.png", "trajectories_backbone.png"})])
+                                           ("trajectories", {"trajectories_lm.png", "trajectories_backbone.png",
+                                                             "trajectories_text.png"})])
 def test_the_page_is_recomputed_from_the_committed_evidence(tmp_path, monkeypatch, study, figures):
     # the page names its runs' folder as given on the command line: the same relative path here
     shutil.copytree(DATA / study, tmp_path / "docs" / "data" / study)

@@ -36,6 +36,9 @@ def render_document(res: Mapping[str, Any], figures: Mapping[str, str], fig_rel:
     L = _header(res, sc) + _claims_section(res)
     if res.get("lm"):
         L += _lm_section(res["lm"], sc, figures, fig_rel)
+        if res.get("text"):
+            L += ["§5 repeats these tests on real text with a larger model sampled densely early, and says for each "
+                  "whether the test could have refuted the claim.", ""]
     if res.get("jl"):
         L += _jl_section(res["jl"], sc, figures, fig_rel)
     if res.get("optimizers"):
