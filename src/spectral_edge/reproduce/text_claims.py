@@ -43,6 +43,15 @@ def _adamw(res: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return a if a and a.get("runs") else None
 
 
+def _judged(res: Mapping[str, Any], judge: Any, key: str, setup_extra: str = ""
+            ) -> tuple[Mapping[str, Any], Claim] | None:
+    """The AdamW arm's record and ``judge``'s claim on it, keyed ``key`` (None without the study)."""
+    lm = _adamw(res)
+    if lm is None:
+        return None
+    return lm, judge(lm, text_setup(get_scale(res["scale"]), lm) + setup_extra, key)
+
+
 def _share_read(lm: Mapping[str, Any]) -> tuple[int, int]:
     shares = lm["aggregate"].get("signal_share_all/W10") or []
     ok = [s for s in shares if _finite(s) is not None]
@@ -60,10 +69,9 @@ TEXT_OPTIMIZER_RULE = (f"seed by seed, modal k* Muon {MUON_KSTAR} and AdamW {ADA
 
 def text_kstar_claim(res: Mapping[str, Any]) -> Claim | None:
     """k* = 2 or 3 on the real-text LM (AdamW seeds), with the share of windows that can say."""
-    lm = _adamw(res)
-    if lm is None:
+    if (got := _judged(res, judge_kstar, "text_kstar")) is None:
         return None
-    c = judge_kstar(lm, text_setup(get_scale(res["scale"]), lm), "text_kstar")
+    lm, c = got
     n_read, n = _share_read(lm)
     strength = (f"{n_read}/{n} seeds have a mode above the noise floor in ≥ {MIN_SIGNAL_SHARE:.0%} of their windows"
                 + ("; there any modal k* could have come out, so the test could refute the claim" if n_read else
@@ -84,10 +92,9 @@ def _fallen(r: Mapping[str, Any]) -> float | None:
 
 def text_phases_claim(res: Mapping[str, Any]) -> Claim | None:
     """Three phases on the real-text LM, with where the first window falls on the loss curve."""
-    lm = _adamw(res)
-    if lm is None:
+    if (got := _judged(res, judge_phases, "text_phases")) is None:
         return None
-    c = judge_phases(lm, text_setup(get_scale(res["scale"]), lm), "text_phases")
+    lm, c = got
     fallen = [_fallen(r) for r in lm["runs"]]
     early = sum(1 for f in fallen if f is not None and f <= RISE_VISIBLE)
     mid = [(m or {}).get("drop") for m in lm["aggregate"].get("val_mid") or []]
@@ -104,10 +111,9 @@ def text_phases_claim(res: Mapping[str, Any]) -> Claim | None:
 
 def text_peak_claim(res: Mapping[str, Any]) -> Claim | None:
     """The peak gap ratio on the real-text LM against 1.747 and the isotropic null."""
-    lm = _adamw(res)
-    if lm is None:
+    if (got := _judged(res, judge_peak, "text_peak")) is None:
         return None
-    c = judge_peak(lm, text_setup(get_scale(res["scale"]), lm), "text_peak")
+    lm, c = got
     null = _finite(lm["aggregate"].get("null_peak_ratio_W10"))
     lo, hi = CLAIMED_PEAK * (1 - PEAK_REPRODUCED), CLAIMED_PEAK * (1 + PEAK_REPRODUCED)
     strength = ("no null computed" if null is None else
@@ -118,10 +124,9 @@ def text_peak_claim(res: Mapping[str, Any]) -> Claim | None:
 
 def text_phase_r_claim(res: Mapping[str, Any]) -> Claim | None:
     """Phase-specific r on the real-text LM, with the cells that have enough windows."""
-    lm = _adamw(res)
-    if lm is None:
+    if (got := _judged(res, judge_phase_r, "text_phase_r")) is None:
         return None
-    c = judge_phase_r(lm, text_setup(get_scale(res["scale"]), lm), "text_phase_r")
+    lm, c = got
     ns = [n for p in ("rise", "plateau", "collapse") for n in (lm["aggregate"].get("phase_n_W10") or {}).get(p, [])]
     n_min = min_windows_for_r(PHASE_R_MIN)
     able = sum(1 for n in ns if isinstance(n, int) and n >= n_min)
@@ -133,12 +138,10 @@ def text_phase_r_claim(res: Mapping[str, Any]) -> Claim | None:
 
 def text_lag_flip_claim(res: Mapping[str, Any]) -> Claim | None:
     """The lag flip on the real-text LM, with how many seeds' couplings are significant at both W."""
-    lm = _adamw(res)
-    if lm is None:
+    every = get_scale(res["scale"]).text_every
+    if (got := _judged(res, judge_lag_flip, "text_lag_flip", f"; lags in samples (sampled {cadence_words(every)})")) is None:
         return None
-    sc = get_scale(res["scale"])
-    c = judge_lag_flip(lm, text_setup(sc, lm) + f"; lags in samples (sampled {cadence_words(sc.text_every)})",
-                       "text_lag_flip")
+    lm, c = got
     p = lm["aggregate"].get("coupling_p_perm") or {}
     p10, p20 = p.get("10") or [], p.get("20") or []
     both = sum(1 for a, b in zip(p10, p20) if _finite(a) is not None and _finite(b) is not None
