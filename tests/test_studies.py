@@ -328,9 +328,11 @@ def test_peak_claim_is_not_testable_when_the_null_would_pass():
     rec = _peak_record(1.70)
     rec["lm"]["aggregate"].update(null_peak_ratio_W10=1.002, n_parameters=806_784)
     c = cl.peak_claim(rec)
-    assert c.verdict == cl.REPRODUCED and "1.002" in c.ours and "1/63" in c.why and "1.57–1.92" in c.why
+    assert c.verdict == cl.REPRODUCED and "1.002" in c.ours and "1/63" in c.why and "1.57–1.92" in c.strength
+    assert "could refute" in c.strength
     rec["lm"]["aggregate"]["null_peak_ratio_W10"] = 1.60  # a null inside the band: the rule cannot fail
-    assert cl.peak_claim(rec).verdict == cl.NOT_TESTABLE
+    c = cl.peak_claim(rec)
+    assert c.verdict == cl.NOT_TESTABLE and "cannot refute" in c.strength
 
 
 def test_optimizer_claim_reads_k_star_only_where_a_mode_clears_the_floor():
@@ -389,7 +391,8 @@ def test_phase_r_claim_states_its_power():
     agg = {"phase_r_W10": {"rise": [None], "plateau": [0.2], "collapse": [0.65]},
            "phase_n_W10": {"rise": [0], "plateau": [7], "collapse": [44]}}
     c = cl.phase_r_claim({"scale": "tiny", "lm": {"aggregate": agg}})
-    assert c.verdict == cl.NOT_REPRODUCED and "from n ≥ 6 windows" in c.why and "2/3 cells" in c.why
+    assert c.verdict == cl.NOT_REPRODUCED and "from n ≥ 6 windows" in c.strength and "2/3 (seed, phase) cells" in c.strength
+    assert "only those could refute" in c.strength
 
 
 def test_kstar_claim_reads_k_star_where_a_mode_clears_the_floor():

@@ -54,7 +54,17 @@ def judge_kstar(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
                  f"trunk: {lst(a['modal_kstar_trunk/W10'], 0)}; "
                  f"plain argmax: {lst(a['modal_kstar_argmax_all/W10'], 0)}; windows with a mode above the floor: "
                  f"{lst(shares, 2)} (modal k* there: {lst(there, 0)})",
-                 setup + ", W = 10", v, why)
+                 setup + ", W = 10", v, why, kstar_strength(lm))
+
+
+def kstar_strength(lm: Mapping[str, Any]) -> str:
+    """Whether the k* test could refute the claim: only in seeds with a mode above the floor in
+    most windows (elsewhere k* = 1 is the floor rule's default)."""
+    shares = lm["aggregate"].get("signal_share_all/W10") or []
+    n_read = sum(1 for s in shares if _finite(s) is not None and s >= MIN_SIGNAL_SHARE)
+    return (f"{n_read}/{len(shares)} seeds have a mode above the noise floor in ≥ {MIN_SIGNAL_SHARE:.0%} of their "
+            "windows" + ("; there any modal k* could have come out, so the test could refute the claim" if n_read else
+                         "; elsewhere k* = 1 is the floor rule's default, so the test cannot refute the claim here"))
 
 
 def judge_phases(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
@@ -77,7 +87,41 @@ def judge_phases(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
                 f"{lst([f.get('val_loss') for f in first], 2)} "
                 f"(from {lst([f.get('initial') for f in first], 2)})")
     return Claim(key, "the gap ratio rises, plateaus and collapses (three phases)",
-                 "W = 10 over the whole run", desc, f"{setup}, W = 10, {PLATEAU_DETECTOR}", v, why)
+                 "W = 10 over the whole run", desc, f"{setup}, W = 10, {PLATEAU_DETECTOR}", v, why, phases_strength(lm))
+
+
+#: a seed's rise is inside the windows when its first full W = 10 window ends before the validation
+#: loss has fallen this share of the way from its initial to its final value (fixed before the
+#: real-text runs were scored)
+RISE_VISIBLE = 0.5
+
+
+def loss_fall_done(run: Mapping[str, Any]) -> float | None:
+    """How far (0–1) a run's validation loss has fallen from its initial to its final value when
+    its first full W = 10 window ends (None when unknown)."""
+    f = (run.get("first_window") or {}).get("10") or {}
+    v0, v1 = _finite(f.get("initial")), _finite(f.get("val_loss"))
+    final = _finite((run.get("val_convergence") or {}).get("final"))
+    if v0 is None or v1 is None or final is None or v0 == final:
+        return None
+    return (v0 - v1) / (v0 - final)
+
+
+def phases_strength(lm: Mapping[str, Any]) -> str:
+    """Whether the phases test could refute the claim: a rise can be seen only where the first
+    window comes early on the loss curve, and a collapse only if the run goes on learning."""
+    fallen = [loss_fall_done(r) for r in lm["runs"]]
+    early = sum(1 for f in fallen if f is not None and f <= RISE_VISIBLE)
+    mid = [(m or {}).get("drop") for m in lm["aggregate"].get("val_mid") or []]
+    falling = sum(1 for d in mid if _finite(d) is not None and d > 0)
+    pct = lst([100 * f if f is not None else None for f in fallen], 0)
+    drops = lst([100 * d if _finite(d) is not None else None for d in mid], 1)
+    return (f"the first full window ends when validation loss has fallen {pct}% of the way to its final value (a rise "
+            f"can be seen where ≤ {RISE_VISIBLE:.0%}: {early}/{len(fallen)} seeds); validation loss still falls by "
+            f"{drops}% from mid-run to the end ({falling}/{len(mid)} seeds). "
+            + ("The test could refute the claim" if fallen and early == len(fallen) and falling == len(mid) else
+               "The test could refute it in some seeds only" if early else
+               "The rise is over before the first window, so the test cannot refute the claim here"))
 
 
 #: the papers' model for the peak ratio (8 layers, d = 512)
@@ -105,15 +149,17 @@ def judge_peak(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
         v = NOT_TESTABLE
     why = "n/a" if rel is None else (
         f"mean peak differs by {100 * rel:.0f}% (≤ {PEAK_REPRODUCED:.0%}: reproduced, ≤ {PEAK_PARTLY:.0%}: partly); "
-        + ("no null computed" if null is None else
-           f"an isotropic trajectory with no edge peaks at {null:.3f} ({null_v}), so the test tells an edge from "
-           f"none; it does not tell 1.747 from any value in {lo:.2f}–{hi:.2f}")
-        + f"; {len([x for x in a['peak_ratio_W10'] if x is not None])} seeds {scale}")
+        f"{len([x for x in a['peak_ratio_W10'] if x is not None])} seeds {scale}")
+    strength = ("no null computed, so the test's strength is unknown" if null is None else
+                f"an isotropic trajectory with no edge peaks at {null:.3f} ({null_v}), so the rule would pass without "
+                "an edge and the test cannot refute the claim" if null_v != NOT_REPRODUCED else
+                f"an isotropic trajectory with no edge peaks at {null:.3f} ({null_v}), so the test tells an edge from "
+                f"none and could refute the claim; it does not tell 1.747 from any value in {lo:.2f}–{hi:.2f}")
     return Claim(key, f"peak gap ratio {CLAIMED_PEAK}", "W = 10",
                  f"peak R per seed: {lst(a['peak_ratio_W10'], 3)} "
                  f"(mean {fmt(pk_m)}" + (f" ± {fmt(pk_sd)})" if pk_sd is not None else ")")
                  + ("" if null is None else f"; isotropic null {null:.3f}"),
-                 setup + ", W = 10", v, why)
+                 setup + ", W = 10", v, why, strength)
 
 
 def judge_phase_r(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
@@ -129,13 +175,13 @@ def judge_phase_r(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
     v = REPRODUCED if tot and hits_n == tot else PARTLY if hits_n else NOT_REPRODUCED
     why = f"{hits_n}/{tot} (seed, phase) cells reach |r| ≥ {PHASE_R_MIN}"
     ns = [n for p in ("rise", "plateau", "collapse") for n in (lm["aggregate"].get("phase_n_W10") or {}).get(p, [])]
-    if ns:
-        n_min = min_windows_for_r(PHASE_R_MIN)
-        able = sum(1 for n in ns if isinstance(n, int) and n >= n_min)
-        why += (f"; power: |r| = {PHASE_R_MIN} is significant at 5% from n ≥ {n_min} windows (Fisher z), and "
-                f"{able}/{len(ns)} cells have that many (windows per cell: {lst(ns, 0)})")
+    n_min = min_windows_for_r(PHASE_R_MIN)
+    able = sum(1 for n in ns if isinstance(n, int) and n >= n_min)
+    strength = (f"|r| = {PHASE_R_MIN} is significant at 5% from n ≥ {n_min} windows (Fisher z), and {able}/{len(ns)} "
+                f"(seed, phase) cells have that many (windows per cell: {lst(ns, 0)}): "
+                + ("only those could refute the claim" if able else "none can, so the test cannot refute it here"))
     return Claim(key, "phase-specific |r| with validation loss 0.87–0.94", "W = 10, per phase",
-                 "r per seed — " + "; ".join(cells), setup + ", W = 10, lag 0, raw series", v, why)
+                 "r per seed — " + "; ".join(cells), setup + ", W = 10, lag 0, raw series", v, why, strength)
 
 
 def min_windows_for_r(r: float, z: float = 1.96) -> int:
@@ -156,7 +202,24 @@ def judge_lag_flip(lm: Mapping[str, Any], setup: str, key: str) -> Claim:
                  "validation loss, cubic detrend", "peak lag (W = 10, W = 20) per seed: "
                  + "; ".join(f"({a_}, {b_})" for a_, b_ in lags), setup, v,
                  f"{sum(1 for x in pat if x)}/{len(pat)} seeds show the paper's "
-                 f"(−, +) pattern; {sum(1 for x in anyflip if x)}/{len(anyflip)} show any sign change")
+                 f"(−, +) pattern; {sum(1 for x in anyflip if x)}/{len(anyflip)} show any sign change",
+                 lag_flip_strength(lm))
+
+
+#: a coupling whose circular-shift p is below this has a peak lag whose sign means something
+COUPLING_P = 0.05
+
+
+def lag_flip_strength(lm: Mapping[str, Any]) -> str:
+    """Whether the lag-flip test could refute the claim: only in seeds whose couplings at W = 10
+    and W = 20 are both significant (elsewhere the peak lag's sign is noise)."""
+    p = lm["aggregate"].get("coupling_p_perm") or {}
+    p10, p20 = p.get("10") or [], p.get("20") or []
+    both = sum(1 for a, b in zip(p10, p20) if _finite(a) is not None and _finite(b) is not None
+               and a < COUPLING_P and b < COUPLING_P)
+    return (f"a peak lag's sign means something where the coupling is significant; circular-shift p per seed "
+            f"W = 10: {lst(p10, 3)}, W = 20: {lst(p20, 3)}; {both}/{len(p10)} seeds are below {COUPLING_P} at both W, "
+            + ("so those seeds could refute the flip" if both else "so the test cannot refute the claim here"))
 
 
 #: the thesis' modal k* under Muon and under AdamW (same model)

@@ -10,7 +10,8 @@ from typing import Any
 from .._numbers import finite_or_none as _finite
 from .formatting import dist, fmt, fmt_p, hms, table
 from .plans import OPTIMIZER_SETTINGS, TEXT_OPTIMIZERS, TEXT_SIZE_PROBE, Scale
-from .text_claims import RISE_VISIBLE, cadence_words
+from .lm_claims import RISE_VISIBLE, loss_fall_done
+from .text_claims import cadence_words
 
 _NAMES = {"adamw": "AdamW", "muon": "Muon"}
 
@@ -59,9 +60,7 @@ def _runs(text: Mapping[str, Any]) -> list[str]:
     for o, r in _arms(text):
         s, cv = r["summary"], r.get("val_convergence", {})
         f = (r.get("first_window") or {}).get("10") or {}
-        mid = _mid(r)
-        v0, v1, fin = _finite(f.get("initial")), _finite(f.get("val_loss")), _finite(cv.get("final"))
-        fallen = (v0 - v1) / (v0 - fin) if None not in (v0, v1, fin) and v0 != fin else None
+        mid, fallen = _mid(r), loss_fall_done(r)
         steps = s.get("steps_run")
         per_step = (s.get("wall_seconds") / steps) if s.get("wall_seconds") and steps else None
         rows.append((_NAMES[o], s.get("seed"), fmt(cv.get("initial")), fmt(mid.get("mid")), fmt(cv.get("final")),
