@@ -121,7 +121,7 @@ def phases_strength(lm: Mapping[str, Any]) -> str:
             f"{drops}% from mid-run to the end ({falling}/{len(mid)} seeds). "
             + ("The test could refute the claim" if fallen and early == len(fallen) and falling == len(mid) else
                "The test could refute it in some seeds only" if early else
-               "The rise is over before the first window, so the test cannot refute the claim here"))
+               "The rise is over before the first window, so the test cannot refute its rise here"))
 
 
 #: the papers' model for the peak ratio (8 layers, d = 512)
