@@ -210,3 +210,39 @@ def test_text_claims_are_absent_without_the_study():
 def test_cadence_words():
     assert tc.cadence_words(50) == "every 50 steps"
     assert tc.cadence_words(((320, 10), (None, 80))) == "every 10 steps to step 320, then every 80"
+
+
+def test_windows_that_mix_spacings_are_found_and_dropped(tmp_path):
+    from spectral_edge.io.run import load_run
+    from spectral_edge.reproduce.measures import contiguous_segments
+
+    run_experiment(RunConfig(**TINY_LM, every=SCHEDULE, eval_every=SCHEDULE), tmp_path / "sched")
+    data = load_run(tmp_path / "sched")
+    mixed = data.mixed_spacing()
+    # W = 3 windows end at 25 (samples 16, 18, 20, 25) and 30 (18, 20, 25, 30): spacings 2 and 5 mixed;
+    # the one ending at 35 (20, 25, 30, 35) is even again
+    assert sorted(set(data.spectral["step"][mixed])) == [25, 30]
+    even = data.evenly_spaced()
+    assert len(even.spectral) == len(data.spectral) - int(mixed.sum()) and "mix sample spacings" in even.notes[-1]
+    assert not even.mixed_spacing().any()
+    rows = even.rows(3, "all")
+    assert contiguous_segments(rows) == [[6, 20], [35, 40]]
+    assert contiguous_segments(data.rows(3, "all")) == [[6, 40]]
+    # a run sampled every N steps has nothing to drop and comes back as is
+    run_experiment(RunConfig(**TINY_LM, every=5, eval_every=5), tmp_path / "plain")
+    plain = load_run(tmp_path / "plain")
+    assert not plain.mixed_spacing().any() and plain.evenly_spaced() is plain
+
+
+def test_the_analysis_commands_drop_mixed_windows_with_a_note(tmp_path):
+    from typer.testing import CliRunner
+
+    from spectral_edge.cli import app
+
+    run_experiment(RunConfig(**TINY_LM, every=SCHEDULE, eval_every=SCHEDULE), tmp_path / "sched")
+    out = tmp_path / "phases.csv"
+    r = CliRunner().invoke(app, ["phases", str(tmp_path / "sched"), "--window", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "dropped" in r.stderr and "mix sample spacings" in r.stderr
+    steps = {int(row["step"]) for row in csv.DictReader(out.open())}
+    assert steps and not steps & {25, 30} and {20, 35} <= steps

@@ -39,8 +39,9 @@ def _windows(data: Any, window: list[str]) -> tuple[int, ...]:
 def _load(run: Path, val: Optional[Path], stream: str, group: Optional[str], outs: dict[str, Optional[Path]],
           overwrite: bool) -> tuple[Any, str]:
     """Check the output paths' formats, read the run, check the outputs against what was read
-    (:func:`~spectral_edge.io.tables.check_outputs`), resolve the group: (RunData, group). All
-    before any work."""
+    (:func:`~spectral_edge.io.tables.check_outputs`), drop the windows that mix sample spacings
+    (:meth:`~spectral_edge.io.run.RunData.evenly_spaced`, with a note on stderr), resolve the
+    group: (RunData, group). All before any work."""
     from ..io.run import load_run
     from ..io.tables import check_outputs, table_format
 
@@ -49,7 +50,12 @@ def _load(run: Path, val: Optional[Path], stream: str, group: Optional[str], out
             table_format(p)
     data = load_run(run, val=val, stream=stream)
     check_outputs(outs, data.files.items(), overwrite=overwrite)
-    return data, data.resolve_group(group)
+    even = data.evenly_spaced()  # windows across a cadence schedule's boundary mix spacings: not analysed
+    if even is not data:
+        import typer
+
+        typer.echo(f"note: {run}: {even.notes[-1]}", err=True)
+    return even, even.resolve_group(group)
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:

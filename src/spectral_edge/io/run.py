@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +263,32 @@ class RunData:
         if group not in gs:
             raise ConfigError(f"{self.source}: no rows for group {group!r}; the run has {', '.join(gs)}")
         return group
+
+    # ------------------------------------------------------------------ evenly spaced windows
+    def mixed_spacing(self):
+        """A boolean mask over ``spectral``: True for a window whose samples are not evenly spaced,
+        i.e. whose span ``step − step_first`` differs from ``window × sample_spacing`` (a window
+        across a cadence schedule's boundary). Such a window mixes updates over different numbers
+        of steps, and its spectrum is dominated by the longer ones (k* then counts them). Exact
+        when the spacings only grow or only shrink along the run, as in a schedule of rising
+        ``every``; rows without ``step_first``/``sample_spacing`` count as even."""
+        df = self.spectral
+        if len(df) == 0 or "step_first" not in df.columns or "sample_spacing" not in df.columns:
+            return np.zeros(len(df), dtype=bool)
+        span = to_float(df["step"]) - to_float(df["step_first"])
+        full = to_float(df["window"]) * to_float(df["sample_spacing"])
+        known = np.isfinite(span) & np.isfinite(full)
+        return known & (span != full)
+
+    def evenly_spaced(self) -> "RunData":
+        """This run without the windows that mix sample spacings (:meth:`mixed_spacing`); a note
+        counts what was dropped. A run sampled every N steps has none and comes back as is."""
+        mixed = self.mixed_spacing()
+        if not mixed.any():
+            return self
+        note = (f"dropped {int(mixed.sum())} window rows that mix sample spacings (a cadence schedule's boundary "
+                "inside the window)")
+        return replace(self, spectral=self.spectral[~mixed].reset_index(drop=True), notes=self.notes + (note,))
 
     # ------------------------------------------------------------------ series
     def rows(self, window: int | None = None, group: str | None = None):

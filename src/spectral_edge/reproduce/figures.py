@@ -194,6 +194,20 @@ def backbone_figure(res: Mapping[str, Any], plt: Any) -> Any:
 _ARM_COLOURS = {"adamw": "tab:blue", "muon": "tab:red"}
 
 
+def _broken(steps: list[Any], vals: list[Any], segments: list[list[int]] | None) -> tuple[list[Any], list[Any]]:
+    """``steps``/``vals`` with a None (a break in the line) after each segment's last step."""
+    ends = {int(b) for _, b in segments[:-1]} if segments else set()
+    xs: list[Any] = []
+    ys: list[Any] = []
+    for x, y in zip(steps, vals):
+        xs.append(x)
+        ys.append(y)
+        if int(x) in ends:
+            xs.append(None)
+            ys.append(None)
+    return xs, ys
+
+
 def text_figure(res: Mapping[str, Any], plt: Any) -> Any:
     """Gap ratio (W = 10) of every real-text run, AdamW and Muon; validation loss; k* over training
     of the first seed under each optimizer (None: no real-text study)."""
@@ -205,9 +219,19 @@ def text_figure(res: Mapping[str, Any], plt: Any) -> Any:
     for o, r in arms:
         s = r["series"].get("all/W10")
         lab = f"{o} s{r['summary'].get('seed')}"
-        if s:
-            axes[0].plot(s["step"], s["gap_ratio"], lw=1, color=_ARM_COLOURS[o], alpha=0.8, label=lab)
+        if s:  # one line per run of consecutive windows, so no line bridges the dropped ones
+            steps, vals = _broken(s["step"], s["gap_ratio"], (r.get("segments") or {}).get("W10"))
+            axes[0].plot(steps, vals, ".-", ms=2, lw=1, color=_ARM_COLOURS[o], alpha=0.8, label=lab)
         axes[1].plot(r["val"]["step"], r["val"]["loss"], lw=1, color=_ARM_COLOURS[o], alpha=0.8, label=lab)
+    mixed: dict[str, Any] = {}
+    for o, r in arms:
+        mixed.setdefault(o, (r.get("mixed") or {}).get("W10"))
+    for o, m in mixed.items():
+        if m:  # the first run of each optimizer: the dropped windows that mix spacings
+            axes[0].plot(m["step"], m["gap_ratio"], ":", lw=1, color=_ARM_COLOURS[o], alpha=0.4,
+                         label=f"{o}: windows mixing spacings (dropped)")
+            axes[2].plot(m["step"], m["k_star"], "+", ms=5, color=_ARM_COLOURS[o], alpha=0.4,
+                         label=f"{o}: windows mixing spacings (dropped)")
     axes[0].set_title("gap ratio R = σ_k*/σ_k*+1 (W = 10, all parameters)", fontsize=9)
     axes[1].set_title("validation loss (held-out paragraphs)", fontsize=9)
     axes[1].set_yscale("log")

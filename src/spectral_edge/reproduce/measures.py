@@ -194,10 +194,14 @@ def analyse_lm_run(folder: str | Path, windows: Sequence[int] = (5, 10, 20), n_p
     from ..analysis.series import load_run
 
     folder = Path(folder)
-    data = load_run(folder)
+    raw = load_run(folder)
+    # a window across a cadence schedule's boundary mixes update spacings (its spectrum counts the long
+    # updates): every measure reads the evenly spaced windows; the dropped ones are kept for the figure
+    mixed = raw.mixed_spacing()
+    data = raw.evenly_spaced()
     have = [w for w in windows if w in data.windows]
     rec: dict[str, Any] = {"run": folder.name, "summary": read_summary(folder), "windows": have, "kstar": {},
-                           "phases": {}, "coupling": {}, "series": {}}
+                           "phases": {}, "coupling": {}, "series": {}, "mixed": _mixed_record(raw.spectral[mixed])}
     groups = [g for g in ("all", TRUNK_GROUP) if g in data.groups]
     for g in groups:
         for W in have:
@@ -216,6 +220,8 @@ def analyse_lm_run(folder: str | Path, windows: Sequence[int] = (5, 10, 20), n_p
             if g == "all" or W == 10:
                 rec["series"][key] = {"step": ser.steps.tolist(), "gap_ratio": [_finite(v) for v in ser.values],
                                       "k_star": [int(v) if _finite(v) else 0 for v in rows["k_star_floor"]]}
+            if g == "all":
+                rec.setdefault("segments", {})[f"W{W}"] = contiguous_segments(rows)
     val = data.validation("val_loss" if "val_loss" in data.logs.columns else None)
     rec["val"] = {"step": val.steps.tolist(), "loss": [_finite(v) for v in val.values]}
     rec["val_convergence"] = convergence(val.steps.tolist(), val.values.tolist())
@@ -244,6 +250,34 @@ def analyse_lm_run(folder: str | Path, windows: Sequence[int] = (5, 10, 20), n_p
             "paper_pattern": (signs.get(10) == -1 and signs.get(20) == 1) if 10 in signs and 20 in signs else None,
         }
     return rec
+
+
+def contiguous_segments(rows: Any) -> list[list[int]]:
+    """[first step, last step] of each run of consecutive windows (a window follows the previous one
+    when it ends one sample later: its step minus the previous step is its ``sample_spacing``).
+    One segment for a run sampled every N steps (or with no spacing recorded); more where windows
+    were dropped between them."""
+    steps = [int(x) for x in rows["step"]]
+    gaps = [int(x) if _finite(x) is not None else None for x in rows.get("sample_spacing", [None] * len(steps))]
+    segs: list[list[int]] = []
+    for i, st in enumerate(steps):
+        if segs and (gaps[i] is None or st - steps[i - 1] == gaps[i]):  # no spacing recorded: one segment
+            segs[-1][1] = st
+        else:
+            segs.append([st, st])
+    return segs
+
+
+def _mixed_record(rows: Any) -> dict[str, Any]:
+    """The dropped windows that mix sample spacings: their number per W (group ``all``) and the
+    W = 10 series (step, gap ratio, k*) for the figure."""
+    rows = rows[rows["group"] == "all"] if "group" in rows.columns else rows.iloc[0:0]
+    out: dict[str, Any] = {"n": {str(int(w)): int((rows["window"] == w).sum()) for w in sorted(rows["window"].unique())}}
+    w10 = rows[rows["window"] == 10].sort_values("step")
+    if len(w10):
+        out["W10"] = {"step": [int(x) for x in w10["step"]], "gap_ratio": [_finite(v) for v in w10["gap_ratio"]],
+                      "k_star": [int(v) if _finite(v) else 0 for v in w10["k_star_floor"]]}
+    return out
 
 
 # ---------------------------------------------------------------------- study 3: optimizers

@@ -46,13 +46,35 @@ def _setup(text: Mapping[str, Any], sc: Scale, figures: Mapping[str, str], fig_r
          f"weight decay {opt['muon']['weight_decay']:g}; the same seeds for both. Updates are sampled and validation "
          f"loss is measured {cadence_words(sc.text_every)} (a window is W consecutive samples, so a window across "
          "the change of cadence mixes spacings; each history row records its `sample_spacing`). "
-         f"Windows W ∈ {{{', '.join(map(str, sc.windows))}}}, exact.", "",
+         f"Windows W ∈ {{{', '.join(map(str, sc.windows))}}}, exact.", "", _mixed_words(text), "",
          "Why this size: the largest model for which 2 optimizers × 3 seeds fit in about 2 hours on this machine's 2 "
          f"cores. Time per training step measured before choosing (one thread, the other core busy): {probe}. "
          "The wall times below are these runs' own.", ""]
     if "text" in figures:
         L += [f"![Real-text study]({fig_rel}/{figures['text']})", ""]
     return L
+
+
+def _mixed_words(text: Mapping[str, Any]) -> str:
+    """What the dropped windows were and which windows are left (from the first run's record)."""
+    arms = _arms(text)
+    if not arms:
+        return ""
+    r = arms[0][1]
+    n = (r.get("mixed") or {}).get("n") or {}
+    segs = r.get("segments") or {}
+    left = "; ".join(f"W = {w[1:]}: " + ", ".join(f"{a}–{b}" for a, b in v) for w, v in sorted(segs.items(),
+                                                                                            key=lambda kv: int(kv[0][1:])))
+    if not any(n.values()):
+        return f"Every window's samples are evenly spaced (windows end at steps {left})."
+    return ("**Windows that mix sample spacings are dropped.** A window across the change of cadence holds updates over "
+            "10 and over 80 steps; the long ones dominate its spectrum, so R jumps at the boundary and k* counts the "
+            "long updates as they enter (2, 3, …; the faint line in the figure's first and third panels). Every measure "
+            "below reads only the evenly spaced windows: per run "
+            + ", ".join(f"{v} of W = {w}" for w, v in sorted(n.items(), key=lambda kv: int(kv[0]))) + " are dropped, "
+            f"and the windows left end at steps {left}. The phase detectors and the coupling read each W's windows as "
+            "one sequence across that gap, and W = 20 has windows in the dense part only, so the lag flip compares a "
+            "W = 10 series that spans the run with a W = 20 series that does not.")
 
 
 def _runs(text: Mapping[str, Any]) -> list[str]:
