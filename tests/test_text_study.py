@@ -246,3 +246,12 @@ def test_the_analysis_commands_drop_mixed_windows_with_a_note(tmp_path):
     assert "dropped" in r.stderr and "mix sample spacings" in r.stderr
     steps = {int(row["step"]) for row in csv.DictReader(out.open())}
     assert steps and not steps & {25, 30} and {20, 35} <= steps
+
+
+def test_the_report_leaves_out_mixed_windows_and_says_so(tmp_path):
+    from spectral_edge.report.load import load_view
+
+    run_experiment(RunConfig(**TINY_LM, every=SCHEDULE, eval_every=SCHEDULE), tmp_path / "sched")
+    view = load_view(tmp_path / "sched", window=3)
+    assert not {25, 30} & set(view.sed["step"]) and {20, 35} <= set(view.sed["step"])
+    assert any("mix sample spacings" in n for n in view.notes)

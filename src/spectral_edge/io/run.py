@@ -266,19 +266,8 @@ class RunData:
 
     # ------------------------------------------------------------------ evenly spaced windows
     def mixed_spacing(self):
-        """A boolean mask over ``spectral``: True for a window whose samples are not evenly spaced,
-        i.e. whose span ``step − step_first`` differs from ``window × sample_spacing`` (a window
-        across a cadence schedule's boundary). Such a window mixes updates over different numbers
-        of steps, and its spectrum is dominated by the longer ones (k* then counts them). Exact
-        when the spacings only grow or only shrink along the run, as in a schedule of rising
-        ``every``; rows without ``step_first``/``sample_spacing`` count as even."""
-        df = self.spectral
-        if len(df) == 0 or "step_first" not in df.columns or "sample_spacing" not in df.columns:
-            return np.zeros(len(df), dtype=bool)
-        span = to_float(df["step"]) - to_float(df["step_first"])
-        full = to_float(df["window"]) * to_float(df["sample_spacing"])
-        known = np.isfinite(span) & np.isfinite(full)
-        return known & (span != full)
+        """:func:`mixed_spacing_mask` of the spectral rows (True: a window that mixes spacings)."""
+        return mixed_spacing_mask(self.spectral)
 
     def evenly_spaced(self) -> "RunData":
         """This run without the windows that mix sample spacings (:meth:`mixed_spacing`); a note
@@ -371,6 +360,20 @@ def is_numeric(col: Any) -> bool:
     import pandas as pd
 
     return bool(pd.api.types.is_numeric_dtype(col)) and not pd.api.types.is_bool_dtype(col)
+
+
+def mixed_spacing_mask(df: Any) -> np.ndarray:
+    """A boolean mask over window rows: True for a window whose samples are not evenly spaced,
+    i.e. whose span ``step − step_first`` differs from ``window × sample_spacing`` (a window
+    across a cadence schedule's boundary). Such a window mixes updates over different numbers of
+    steps, and its spectrum is dominated by the longer ones (k* then counts them). Exact when the
+    spacings only grow or only shrink along the run, as in a schedule of rising ``every``; rows
+    without ``step_first``/``sample_spacing`` count as even."""
+    if len(df) == 0 or not {"step", "window", "step_first", "sample_spacing"} <= set(df.columns):
+        return np.zeros(len(df), dtype=bool)
+    span = to_float(df["step"]) - to_float(df["step_first"])
+    full = to_float(df["window"]) * to_float(df["sample_spacing"])
+    return np.isfinite(span) & np.isfinite(full) & (span != full)
 
 
 def to_float(col: Any) -> np.ndarray:
@@ -688,4 +691,4 @@ def load_run(source: str | Path, *, val: str | Path | None = None, stream: str =
 
 
 __all__ = ["HISTORY_NAMES", "RunData", "RunSetup", "Series", "VAL_COLUMNS", "as_series", "check_steps", "find_inputs", "is_numeric",
-           "load_run", "merge_metrics", "metric_frame", "read_json", "read_run", "read_val_csv", "sniff", "to_float"]
+           "load_run", "merge_metrics", "mixed_spacing_mask", "metric_frame", "read_json", "read_run", "read_val_csv", "sniff", "to_float"]

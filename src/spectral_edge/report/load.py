@@ -40,7 +40,7 @@ import numpy as np
 from ..analysis.phases import detect_phases
 from ..detectors.signals import primary_window
 from ..errors import ConfigError
-from ..io.run import read_run
+from ..io.run import mixed_spacing_mask, read_run
 from .view import PHASES, Alarm, ModesView, PhaseSpans, RunView
 
 _TEXT_COLUMNS = {"kind", "group", "k_star_rule", "probe", "event", "detector", "reason", "message", "stream",
@@ -399,6 +399,11 @@ def load_view(source: str | Path, window: int | None = None, group: str = "all",
         sed_all = _numeric(sed_all)
     if len(sed_all) and "step" not in sed_all.columns:
         raise ConfigError(f"{files.get('history') or files.get('table')}: the windows have no 'step' column")
+    mixed = mixed_spacing_mask(sed_all)
+    if mixed.any():  # a cadence schedule's boundary inside the window: its spectrum counts the long updates
+        notes.append(f"{int(mixed.sum())} windows mix sample spacings (a cadence schedule's boundary inside the "
+                     "window) and are not shown")
+        sed_all = sed_all[~mixed].reset_index(drop=True)
 
     W, windows = _choose_window(sed_all, window)
     sed, groups = _select(sed_all, W, group)
