@@ -255,3 +255,32 @@ def test_the_report_leaves_out_mixed_windows_and_says_so(tmp_path):
     view = load_view(tmp_path / "sched", window=3)
     assert not {25, 30} & set(view.sed["step"]) and {20, 35} <= set(view.sed["step"])
     assert any("mix sample spacings" in n for n in view.notes)
+
+
+def test_the_monitors_detectors_skip_windows_that_mix_spacings():
+    import torch
+
+    from spectral_edge.monitor import Monitor
+    from spectral_edge.stream.cadence import mixes_spacings
+
+    seen = []
+
+    class Recorder:
+        def update(self, rows):
+            seen.extend(r for r in rows if r.get("kind") == "sed")
+            return []
+
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(model, every=SCHEDULE, windows=(3,), sketch="exact", detectors=[Recorder()])
+    mon.attach(opt)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        opt.zero_grad()
+        model(torch.randn(8, 4, generator=g)).pow(2).mean().backward()
+        opt.step()
+    recorded = [r for r in mon.rows if r["kind"] == "sed"]
+    assert sorted({r["step"] for r in recorded if mixes_spacings(r)}) == [25, 30]  # recorded in the history
+    assert {r["step"] for r in seen} == {r["step"] for r in recorded} - {25, 30}  # not judged
+    assert not mixes_spacings({"kind": "log", "step": 5}) and not mixes_spacings(
+        {"step": 35, "step_first": 20, "window": 3, "sample_spacing": 5})

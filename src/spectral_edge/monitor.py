@@ -59,7 +59,7 @@ from .io.history import HistoryWriter
 from .probes.base import Probe, ProbeContext
 from .selection import Selection, normalize_name
 from .stream.analyzer import AnalysisConfig, Row, TrajectoryAnalyzer, default_sketch
-from .stream.cadence import Cadence, CadenceSpec
+from .stream.cadence import Cadence, CadenceSpec, mixes_spacings
 from .stream.sampler import Item
 from .stream.sharding import allreduce_sketches, dtensor_pieces, is_dtensor
 
@@ -435,7 +435,8 @@ class Monitor:
             for lg in self.loggers:
                 for step, m in metrics.items():
                     lg.log_metrics(m, step)
-        events = [ev for det in self.detectors for ev in (det.update(rows) or [])]
+        feed = [r for r in rows if not mixes_spacings(r)]  # a window across a schedule's boundary is not judged
+        events = [ev for det in self.detectors for ev in (det.update(feed) or [])]
         if events:
             self._record([{"kind": "event", **ev} for ev in events])
 

@@ -31,7 +31,7 @@ from typing import Any, Union
 
 from ..errors import ConfigError
 
-__all__ = ["Cadence", "CadenceSpec"]
+__all__ = ["Cadence", "CadenceSpec", "mixes_spacings"]
 
 #: what ``every`` may be: an int, a schedule of (until_step or None, every) pairs, or a predicate
 CadenceSpec = Union[int, Sequence[Sequence[Any]], Callable[[int], bool], "Cadence"]
@@ -136,3 +136,15 @@ def _check_schedule(schedule: Sequence[Any], name: str) -> tuple[tuple[int | Non
             raise ConfigError(f"{where}: the until steps must increase strictly, got {out[-1][0]} then {until}")
         out.append((None if until is None else int(until), int(every)))
     return tuple(out)
+
+
+def mixes_spacings(row: Any) -> bool:
+    """Whether a window row (``sed``/``grad``) spans samples that are not evenly spaced: its span
+    ``step − step_first`` differs from ``window × sample_spacing`` (a schedule's boundary inside
+    the window). Its spectrum is then dominated by the longer updates, so the monitor's detectors
+    skip it (the row is still recorded). False for rows without those keys."""
+    try:
+        span = int(row["step"]) - int(row["step_first"])
+        return span != int(row["window"]) * int(row["sample_spacing"])
+    except (KeyError, TypeError, ValueError):
+        return False
