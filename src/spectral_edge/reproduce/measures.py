@@ -225,6 +225,7 @@ def analyse_lm_run(folder: str | Path, windows: Sequence[int] = (5, 10, 20), n_p
     val = data.validation("val_loss" if "val_loss" in data.logs.columns else None)
     rec["val"] = {"step": val.steps.tolist(), "loss": [_finite(v) for v in val.values]}
     rec["val_convergence"] = convergence(val.steps.tolist(), val.values.tolist())
+    rec["val_mid"] = mid_run_drop(val.steps.tolist(), val.values.tolist())
     rec["first_window"] = {}
     for W in have:
         rows = data.rows(W, "all")
@@ -486,7 +487,7 @@ def lm_aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     agg["phase_r_W10"] = ph_r
     agg["phase_n_W10"] = {p: [r["coupling"].get("all/W10", {}).get("phases", {}).get(p, {}).get("n") for r in runs]
                           for p in ph_r}
-    agg["val_mid"] = [mid_run_drop(r["val"]["step"], r["val"]["loss"]) for r in runs]
+    agg["val_mid"] = [r.get("val_mid") for r in runs]
     return agg
 
 

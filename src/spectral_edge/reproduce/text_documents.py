@@ -82,7 +82,7 @@ def _runs(text: Mapping[str, Any]) -> list[str]:
     for o, r in _arms(text):
         s, cv = r["summary"], r.get("val_convergence", {})
         f = (r.get("first_window") or {}).get("10") or {}
-        mid, fallen = _mid(r), loss_fall_done(r)
+        mid, fallen = r.get("val_mid") or {}, loss_fall_done(r)
         steps = s.get("steps_run")
         per_step = (s.get("wall_seconds") / steps) if s.get("wall_seconds") and steps else None
         rows.append((_NAMES[o], s.get("seed"), fmt(cv.get("initial")), fmt(mid.get("mid")), fmt(cv.get("final")),
@@ -94,12 +94,6 @@ def _runs(text: Mapping[str, Any]) -> list[str]:
                   "fall done)", "wall time", "s / step"], rows) + [
         "", f"A rise of the gap ratio can be seen where the first full window ends before {RISE_VISIBLE:.0%} of the "
         "validation loss's fall is done.", ""]
-
-
-def _mid(r: Mapping[str, Any]) -> Mapping[str, Any]:
-    from .measures import mid_run_drop
-
-    return mid_run_drop(r["val"]["step"], r["val"]["loss"])
 
 
 def _kstar(text: Mapping[str, Any]) -> list[str]:
