@@ -363,17 +363,15 @@ def is_numeric(col: Any) -> bool:
 
 
 def mixed_spacing_mask(df: Any) -> np.ndarray:
-    """A boolean mask over window rows: True for a window whose samples are not evenly spaced,
-    i.e. whose span ``step − step_first`` differs from ``window × sample_spacing`` (a window
-    across a cadence schedule's boundary). Such a window mixes updates over different numbers of
-    steps, and its spectrum is dominated by the longer ones (k* then counts them). Exact when the
-    spacings only grow or only shrink along the run, as in a schedule of rising ``every``; rows
-    without ``step_first``/``sample_spacing`` count as even."""
-    if len(df) == 0 or not {"step", "window", "step_first", "sample_spacing"} <= set(df.columns):
+    """A boolean mask over window rows: True for a window whose samples are not evenly spaced
+    (:func:`~spectral_edge.stream.cadence.mixes_spacings`: a cadence schedule's boundary inside
+    the window); rows without ``step_first``/``sample_spacing`` count as even."""
+    from ..stream.cadence import mixes_spacings
+
+    cols = ["step", "window", "step_first", "sample_spacing"]
+    if len(df) == 0 or not set(cols) <= set(df.columns):
         return np.zeros(len(df), dtype=bool)
-    span = to_float(df["step"]) - to_float(df["step_first"])
-    full = to_float(df["window"]) * to_float(df["sample_spacing"])
-    return np.isfinite(span) & np.isfinite(full) & (span != full)
+    return np.array([mixes_spacings(r) for r in df[cols].to_dict("records")], dtype=bool)
 
 
 def to_float(col: Any) -> np.ndarray:

@@ -141,10 +141,12 @@ def _check_schedule(schedule: Sequence[Any], name: str) -> tuple[tuple[int | Non
 def mixes_spacings(row: Any) -> bool:
     """Whether a window row (``sed``/``grad``) spans samples that are not evenly spaced: its span
     ``step − step_first`` differs from ``window × sample_spacing`` (a schedule's boundary inside
-    the window). Its spectrum is then dominated by the longer updates, so the monitor's detectors
-    skip it (the row is still recorded). False for rows without those keys."""
+    the window). Its spectrum is then dominated by the longer updates (k* counts them), so the
+    monitor's detectors skip it (the row is still recorded) and the analyses drop it. Exact when
+    the spacings only grow or only shrink along the run, as in a schedule of rising ``every``.
+    False for rows without those keys (or with a missing value)."""
     try:
         span = int(row["step"]) - int(row["step_first"])
         return span != int(row["window"]) * int(row["sample_spacing"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # int(nan) is a ValueError
         return False
