@@ -20,8 +20,8 @@ from typing import Any
 from .._numbers import finite_or_none as _finite
 from .formatting import fmt, mean_sd_text, value_range
 from .lm_claims import (ADAMW_KSTAR, CLAIMED_PEAK, LM_SETUP, MIN_SIGNAL_SHARE, MUON_KSTAR, PEAK_PARTLY,
-                        PEAK_REPRODUCED, PHASE_R_MIN, PLATEAU_DETECTOR, judge_kstar, judge_lag_flip, judge_peak,
-                        judge_phase_r, judge_phases, kstar_words, optimizer_vote)
+                        PEAK_REPRODUCED, PHASE_R_MIN, PLATEAU_DETECTOR, combine_votes, judge_kstar, judge_lag_flip,
+                        judge_peak, judge_phase_r, judge_phases, kstar_words, optimizer_vote)
 from .measures import MIN_PHASE_WINDOWS
 from .plans import BETA2S, JL_GAUSSIAN, JL_W, beta2_label, get_scale
 from .text_claims import (TEXT_OPTIMIZER_RULE, TEXT_RULE, text_kstar_claim, text_lag_flip_claim, text_optimizer_claim,
@@ -182,9 +182,7 @@ def optimizer_claim(res: Mapping[str, Any]) -> Claim | None:
                                           if n in low) + " of windows with a mode above the floor)")
             continue
         votes.append(optimizer_vote({"adamw": there["adamw"] or mm["adamw"], "muon": there["muon"] or mm["muon"]}))
-    v = (NOT_TESTABLE if not votes else
-         REPRODUCED if all(x == REPRODUCED for x in votes) else
-         PARTLY if any(x in (REPRODUCED, PARTLY) for x in votes) else NOT_REPRODUCED)
+    v = combine_votes(votes)
     why = ("k* = 1 is the floor rule's default where no mode clears the noise floor, and most windows have none in "
            + "; ".join(untestable) if not votes else
            f"Muon {MUON_KSTAR} and AdamW {ADAMW_KSTAR} on every testable task" if v == REPRODUCED else

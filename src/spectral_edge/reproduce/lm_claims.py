@@ -230,3 +230,13 @@ def optimizer_vote(mm: Mapping[str, Any]) -> str:
     if mm["muon"] == MUON_KSTAR and mm["adamw"] == ADAMW_KSTAR:
         return REPRODUCED
     return PARTLY if mm["muon"] < mm["adamw"] else NOT_REPRODUCED
+
+
+def combine_votes(votes: list[str]) -> str:
+    """One verdict from the per-task (or per-seed) optimizer votes: not testable without a vote,
+    reproduced when every vote is, partly when one is at least partly, else not reproduced."""
+    if not votes:
+        return NOT_TESTABLE
+    if all(x == REPRODUCED for x in votes):
+        return REPRODUCED
+    return PARTLY if any(x in (REPRODUCED, PARTLY) for x in votes) else NOT_REPRODUCED

@@ -15,10 +15,10 @@ from typing import Any
 
 from .._numbers import finite_or_none as _finite
 from .formatting import fmt
-from .lm_claims import (ADAMW_KSTAR, MIN_SIGNAL_SHARE, MUON_KSTAR, judge_kstar, judge_lag_flip, judge_peak, judge_phase_r,
-                        judge_phases, optimizer_vote)
+from .lm_claims import (ADAMW_KSTAR, MIN_SIGNAL_SHARE, MUON_KSTAR, combine_votes, judge_kstar, judge_lag_flip, judge_peak,
+                        judge_phase_r, judge_phases, optimizer_vote)
 from .plans import Scale, get_scale
-from .verdicts import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
+from .verdicts import PARTLY, REPRODUCED, Claim
 
 
 def text_setup(sc: Scale, lm: Mapping[str, Any]) -> str:
@@ -93,18 +93,16 @@ def text_optimizer_claim(res: Mapping[str, Any]) -> Claim | None:
         return None
     sc = get_scale(res["scale"])
     pairs = _seed_pairs(a, m)
-    votes, cells, untestable = [], [], 0
+    votes, cells = [], []
     for seed, ra, rm in pairs:
         sa, sm = _signal(ra), _signal(rm)
         cells.append(f"s{seed}: AdamW {fmt(sa['modal'], 0)} ({fmt(sa['share'], 2)} of windows), "
                      f"Muon {fmt(sm['modal'], 0)} ({fmt(sm['share'], 2)})")
         if (sa["share"] is None or sm["share"] is None or sa["share"] < MIN_SIGNAL_SHARE
                 or sm["share"] < MIN_SIGNAL_SHARE or sa["modal"] is None or sm["modal"] is None):
-            untestable += 1
             continue
         votes.append(optimizer_vote({"adamw": sa["modal"], "muon": sm["modal"]}))
-    v = (NOT_TESTABLE if not votes else REPRODUCED if all(x == REPRODUCED for x in votes) else
-         PARTLY if any(x in (REPRODUCED, PARTLY) for x in votes) else NOT_REPRODUCED)
+    v = combine_votes(votes)
     why = (f"{sum(1 for x in votes if x == REPRODUCED)}/{len(votes)} testable seeds show Muon {MUON_KSTAR} and AdamW "
            f"{ADAMW_KSTAR}, {sum(1 for x in votes if x == PARTLY)} show Muon below AdamW otherwise"
            if votes else "no seed has modes above the floor in most windows under both optimizers")

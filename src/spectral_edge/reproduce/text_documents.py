@@ -9,8 +9,8 @@ from typing import Any
 
 from .._numbers import finite_or_none as _finite
 from .formatting import dist, fmt, fmt_p, hms, table
-from .plans import OPTIMIZER_SETTINGS, TEXT_OPTIMIZERS, TEXT_SIZE_PROBE, Scale
 from .lm_claims import RISE_VISIBLE, loss_fall_done
+from .plans import OPTIMIZER_SETTINGS, TEXT_OPTIMIZERS, TEXT_SIZE_PROBE, Scale
 from .text_claims import cadence_words
 
 _NAMES = {"adamw": "AdamW", "muon": "Muon"}
